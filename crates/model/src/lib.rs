@@ -1,0 +1,12 @@
+//! DeBERTa-v2/v3 (He, Gao, Chen 2021) for burn: configuration, the disentangled-attention
+//! encoder, every task head, and their training losses. Generic over the backend.
+
+pub mod config;
+pub mod deberta;
+pub mod heads;
+pub mod loss;
+pub mod position;
+
+pub use config::{Activation, ConfigError, DebertaConfig, Head};
+pub use deberta::{Batch, DebertaV2Model, EncoderOutput};
+pub use heads::{DebertaModel, Logits, ModelOutput};
