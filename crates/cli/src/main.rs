@@ -1,1 +1,46 @@
-fn main(){}
+//! `deberta`: the command line. Each subcommand parses its flags and calls into the library
+//! crates; the work lives there.
+
+mod backend;
+mod convert;
+mod forward;
+mod init;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "deberta", version, about = "DeBERTa-v2/v3 in Rust: inference, checkpoints, training")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on token ids and write its outputs as safetensors.
+    Forward(forward::Args),
+    /// Create a randomly initialised model (HF-style init) as an HF directory.
+    Init(init::Args),
+    /// Load a checkpoint (any supported format) and save it as config.json + model.safetensors.
+    Convert(convert::Args),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Forward(args) => forward::run(args),
+        Command::Init(args) => init::run(args),
+        Command::Convert(args) => convert::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

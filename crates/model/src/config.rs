@@ -607,3 +607,44 @@ mod tests {
         assert_eq!(c.head_from_architectures(), None);
     }
 }
+
+/// DeBERTa-V3 shapes (DESIGN section 2) as HF config JSON, plus a `tiny` one for tests and demos.
+/// Returns `None` for an unknown name.
+pub fn preset_json(name: &str) -> Option<Value> {
+    let (hidden, layers, heads, intermediate) = match name {
+        "tiny" => (128, 2, 4, 512),
+        "xsmall" => (384, 12, 6, 1536),
+        "small" => (768, 6, 12, 3072),
+        "base" => (768, 12, 12, 3072),
+        "large" => (1024, 24, 16, 4096),
+        _ => return None,
+    };
+    Some(serde_json::json!({
+        "model_type": "deberta-v2",
+        "vocab_size": 128100,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": intermediate,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 0,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-7,
+        "relative_attention": true,
+        "max_relative_positions": -1,
+        "position_buckets": 256,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": true,
+        "pos_att_type": ["p2c", "c2p"],
+        "position_biased_input": false,
+        "pad_token_id": 0,
+        "pooler_dropout": 0,
+        "pooler_hidden_act": "gelu",
+        "pooler_hidden_size": hidden,
+    }))
+}
+
+pub const PRESETS: [&str; 5] = ["tiny", "xsmall", "small", "base", "large"];

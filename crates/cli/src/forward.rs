@@ -1,0 +1,83 @@
+use crate::backend::{asset, parse_device};
+use crate::with_backend;
+use anyhow::{Context, Result};
+use burn::prelude::*;
+use deberta_io::inputs::read_token_rows;
+use deberta_io::{load_model, write_safetensors, HostTensor, LoadOptions, TensorMap};
+use deberta_model::Head;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// HF model directory (config.json + weights). Default: the bundled tiny model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// JSON with input_ids / attention_mask / token_type_ids. Default: the bundled example.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Where to write the outputs (safetensors).
+    #[arg(long, default_value = "forward_output.safetensors")]
+    output: PathBuf,
+    /// Use this head instead of the config's `architectures` (base, seq-cls, multiple-choice,
+    /// token-classification, qa, mlm, rtd, emd).
+    #[arg(long, value_parser = parse_head)]
+    head: Option<Head>,
+    /// Initialise head weights the checkpoint lacks instead of failing.
+    #[arg(long)]
+    init_missing_head: bool,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: crate::backend::Device,
+}
+
+pub fn parse_head(s: &str) -> Result<Head, String> {
+    Head::from_cli_name(s).ok_or_else(|| {
+        format!("unknown head {s:?} (base, seq-cls, multiple-choice, token-classification, qa, mlm, rtd, emd)")
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model_dir = args.model.clone().unwrap_or_else(|| asset("tiny-deberta-v3"));
+    let input = args.input.clone().unwrap_or_else(|| asset("tiny-input.json"));
+    with_backend!(args.device, |B, device| run_on::<B>(&args, model_dir, input, &device))
+}
+
+fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &B::Device) -> Result<()> {
+    let options = LoadOptions {
+        head: args.head,
+        init_missing_head: args.init_missing_head,
+    };
+    let loaded = load_model::<B>(&model_dir, &options, device).context("loading the model")?;
+    for name in &loaded.initialised {
+        tracing::warn!("{name} was not in the checkpoint: initialised randomly");
+    }
+    let head = loaded.model.head();
+    let rows = read_token_rows(&input, &loaded.config, head)?;
+    tracing::info!(
+        "{} ({}) from {}: {} rows x {} tokens",
+        head.architecture(),
+        loaded.weights_file.display(),
+        model_dir.display(),
+        rows.rows,
+        rows.len
+    );
+    let out = loaded.model.forward(&rows.to_batch::<B>(device), rows.choices);
+
+    let mut tensors = TensorMap::new();
+    tensors.insert("last_hidden_state".into(), HostTensor::from_burn(out.last_hidden_state().into_data()));
+    if let Some(logits) = &out.logits {
+        tensors.insert("logits".into(), HostTensor::from_burn(logits.to_data()));
+    }
+    if let Some(t) = out.start_logits {
+        tensors.insert("start_logits".into(), HostTensor::from_burn(t.into_data()));
+    }
+    if let Some(t) = out.end_logits {
+        tensors.insert("end_logits".into(), HostTensor::from_burn(t.into_data()));
+    }
+    write_safetensors(&args.output, &tensors)?;
+    for (name, t) in &tensors {
+        println!("{name}: {:?}", t.shape);
+    }
+    println!("wrote {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,55 @@
+use crate::forward::parse_head;
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use deberta_model::config::{preset_json, PRESETS};
+use deberta_model::{DebertaConfig, DebertaModel, Head};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// One of tiny, xsmall, small, base, large (DeBERTa-V3 shapes).
+    #[arg(long, conflicts_with = "config")]
+    preset: Option<String>,
+    /// An HF config.json to use instead of a preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override the vocabulary size (e.g. a small one for demos).
+    #[arg(long)]
+    vocab_size: Option<usize>,
+    /// Number of labels for classification heads.
+    #[arg(long)]
+    num_labels: Option<usize>,
+    #[arg(long, default_value = "base", value_parser = parse_head)]
+    head: Head,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut json = match (&args.preset, &args.config) {
+        (Some(p), None) => preset_json(p)
+            .with_context(|| format!("unknown preset {p:?} (one of {})", PRESETS.join(", ")))?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?
+        }
+        _ => bail!("give --preset or --config"),
+    };
+    if let Some(v) = args.vocab_size {
+        json["vocab_size"] = v.into();
+    }
+    if let Some(n) = args.num_labels {
+        json["num_labels"] = n.into();
+    }
+    let serde_json::Value::Object(map) = json else { bail!("config is not a JSON object") };
+    let config = DebertaConfig::from_map(map)?;
+    type B = crate::backend::Cpu;
+    let device = Default::default();
+    B::seed(&device, args.seed);
+    let model = DebertaModel::<B>::new(&config, args.head, &device);
+    deberta_io::save_model(&model, &config, &args.out)?;
+    println!("wrote a random {} to {}", args.head.architecture(), args.out.display());
+    Ok(())
+}
