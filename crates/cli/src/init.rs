@@ -45,6 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let serde_json::Value::Object(map) = json else { bail!("config is not a JSON object") };
     let config = DebertaConfig::from_map(map)?;
+    config.check_head(args.head)?;
     type B = crate::backend::Cpu;
     let device = Default::default();
     B::seed(&device, args.seed);

@@ -148,6 +148,7 @@ pub fn load_model<B: Backend>(
         Some(h) => h,
         None => file_head?,
     };
+    config.check_head(head).map_err(|error| IoError::Config { path: dir.join("config.json"), error })?;
     let (weights_file, tensors) = read_model_dir(dir)?;
     let mut model = DebertaModel::<B>::new(&config, head, device);
     let has_position_table = model.deberta.embeddings.position_embeddings.is_some();

@@ -478,6 +478,21 @@ impl DebertaConfig {
         Ok(())
     }
 
+    /// Checks that `head` can sit on this config.
+    pub fn check_head(&self, head: Head) -> Result<(), ConfigError> {
+        if head == Head::EnhancedMaskDecoderLm && self.embedding_size != self.hidden_size {
+            // The EMD adds absolute position embeddings (embedding_size) to hidden states.
+            return Err(invalid(
+                "embedding_size",
+                format!(
+                    "{} != hidden_size {}: the Enhanced Mask Decoder adds position embeddings to hidden states",
+                    self.embedding_size, self.hidden_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `max_relative_positions` with HF's `< 1 -> max_position_embeddings` rule.
     pub fn max_relative_positions(&self) -> usize {
         if self.max_relative_positions < 1 {

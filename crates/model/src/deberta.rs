@@ -58,7 +58,8 @@ pub(crate) fn embedding<B: Backend>(
             [pad..pad + 1, 0..dim],
             Tensor::zeros([1, dim], device),
         );
-        emb.weight = Param::from_tensor(weight);
+        // detach: under autodiff the slice_assign result is not a leaf and cannot become a Param.
+        emb.weight = Param::from_tensor(weight.detach());
     }
     emb
 }
