@@ -32,7 +32,9 @@ pub struct Args {
 
 pub fn parse_head(s: &str) -> Result<Head, String> {
     Head::from_cli_name(s).ok_or_else(|| {
-        format!("unknown head {s:?} (base, seq-cls, multiple-choice, token-classification, qa, mlm, rtd, emd)")
+        format!(
+            "unknown head {s:?} (base, seq-cls, multiple-choice, token-classification, qa, mlm, rtd, emd)"
+        )
     })
 }
 
@@ -43,10 +45,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &B::Device) -> Result<()> {
-    let options = LoadOptions {
-        head: args.head,
-        init_missing_head: args.init_missing_head,
-    };
+    let options = LoadOptions { head: args.head, init_missing_head: args.init_missing_head };
     let loaded = load_model::<B>(&model_dir, &options, device).context("loading the model")?;
     for name in &loaded.initialised {
         tracing::warn!("{name} was not in the checkpoint: initialised randomly");

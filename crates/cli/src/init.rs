@@ -29,10 +29,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let mut json = match (&args.preset, &args.config) {
-        (Some(p), None) => preset_json(p)
-            .with_context(|| format!("unknown preset {p:?} (one of {})", PRESETS.join(", ")))?,
+        (Some(p), None) => {
+            preset_json(p).with_context(|| format!("unknown preset {p:?} (one of {})", PRESETS.join(", ")))?
+        }
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?
         }
         _ => bail!("give --preset or --config"),

@@ -85,7 +85,9 @@ fn to_module_path(key: &str, has_position_table: bool) -> Mapped {
         key.to_string()
     };
     match key.as_str() {
-        "deberta.embeddings.word_embeddings._weight" => return Mapped::Ignore("GDES delta (merged into weight)"),
+        "deberta.embeddings.word_embeddings._weight" => {
+            return Mapped::Ignore("GDES delta (merged into weight)")
+        }
         "deberta.embeddings.position_ids" => return Mapped::Ignore("buffer"),
         "deberta.embeddings.position_embeddings.weight" if !has_position_table => {
             return Mapped::Ignore("absolute positions unused by this model")
@@ -225,13 +227,7 @@ pub fn load_model<B: Backend>(
         });
     }
     ignored.sort();
-    Ok(LoadedModel {
-        config,
-        model,
-        weights_file,
-        initialised,
-        ignored,
-    })
+    Ok(LoadedModel { config, model, weights_file, initialised, ignored })
 }
 
 /// The model's parameters under their checkpoint names, in PyTorch layout.
@@ -248,7 +244,11 @@ pub fn checkpoint_tensors<B: Backend>(model: &DebertaModel<B>, config: &DebertaC
 }
 
 /// Saves an HF directory: `config.json` and `model.safetensors`, both written atomically.
-pub fn save_model<B: Backend>(model: &DebertaModel<B>, config: &DebertaConfig, dir: &Path) -> Result<(), IoError> {
+pub fn save_model<B: Backend>(
+    model: &DebertaModel<B>,
+    config: &DebertaConfig,
+    dir: &Path,
+) -> Result<(), IoError> {
     std::fs::create_dir_all(dir).map_err(|e| IoError::file(dir, e))?;
     write_safetensors(&dir.join("model.safetensors"), &checkpoint_tensors(model, config))?;
     let json = serde_json::to_string_pretty(&config.to_json_value(model.head())).expect("JSON value");
@@ -278,7 +278,10 @@ mod tests {
             to_checkpoint_key("lm_predictions.lm_head.LayerNorm.gamma", Head::MaskedLm, true),
             "cls.predictions.transform.LayerNorm.weight"
         );
-        assert_eq!(to_checkpoint_key("lm_predictions.lm_head.bias", Head::MaskedLm, true), "cls.predictions.bias");
+        assert_eq!(
+            to_checkpoint_key("lm_predictions.lm_head.bias", Head::MaskedLm, true),
+            "cls.predictions.bias"
+        );
         assert_eq!(
             to_checkpoint_key("deberta.encoder.layer.1.attention.self_attn.key_proj.bias", Head::Base, true),
             "encoder.layer.1.attention.self.key_proj.bias"

@@ -26,17 +26,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, message: impl Into<String>) -> IoError {
-        IoError::Input {
-            path: self.path.to_path_buf(),
-            message: message.into(),
-        }
+        IoError::Input { path: self.path.to_path_buf(), message: message.into() }
     }
 
     /// Flattens 2- or 3-level nesting of integers; returns (shape, values).
     fn nested(&self, key: &str, v: &Value) -> Result<(Vec<usize>, Vec<i64>), IoError> {
-        let outer = v
-            .as_array()
-            .ok_or_else(|| self.err(format!("`{key}` must be a list of rows")))?;
+        let outer = v.as_array().ok_or_else(|| self.err(format!("`{key}` must be a list of rows")))?;
         if outer.is_empty() {
             return Err(self.err(format!("`{key}` is empty: nothing to run")));
         }
@@ -56,7 +51,8 @@ impl Ctx<'_> {
             };
             let mut lens = Vec::new();
             for (name, row) in &rows {
-                let row = row.as_array().ok_or_else(|| self.err(format!("`{name}` must be a list of integers")))?;
+                let row =
+                    row.as_array().ok_or_else(|| self.err(format!("`{name}` must be a list of integers")))?;
                 for (i, x) in row.iter().enumerate() {
                     let n = x
                         .as_i64()
@@ -96,15 +92,20 @@ pub fn read_token_rows(path: &Path, config: &DebertaConfig, head: Head) -> Resul
     parse_token_rows(&text, path, config, head)
 }
 
-pub fn parse_token_rows(text: &str, path: &Path, config: &DebertaConfig, head: Head) -> Result<TokenRows, IoError> {
+pub fn parse_token_rows(
+    text: &str,
+    path: &Path,
+    config: &DebertaConfig,
+    head: Head,
+) -> Result<TokenRows, IoError> {
     let ctx = Ctx { path };
     let value: Value = serde_json::from_str(text).map_err(|e| ctx.err(format!("invalid JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| ctx.err("expected a JSON object with `input_ids`"))?;
     for key in obj.keys() {
         if !matches!(key.as_str(), "input_ids" | "attention_mask" | "token_type_ids") {
-            return Err(ctx.err(format!(
-                "unknown key `{key}` (expected input_ids, attention_mask, token_type_ids)"
-            )));
+            return Err(
+                ctx.err(format!("unknown key `{key}` (expected input_ids, attention_mask, token_type_ids)"))
+            );
         }
     }
     let ids_value = obj.get("input_ids").ok_or_else(|| ctx.err("missing `input_ids`"))?;
@@ -192,7 +193,9 @@ pub fn parse_token_rows(text: &str, path: &Path, config: &DebertaConfig, head: H
 impl TokenRows {
     pub fn to_batch<B: burn::prelude::Backend>(&self, device: &B::Device) -> deberta_model::Batch<B> {
         use burn::prelude::*;
-        let t = |v: &Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), [self.rows, self.len]), device);
+        let t = |v: &Vec<i64>| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(v.clone(), [self.rows, self.len]), device)
+        };
         deberta_model::Batch {
             input_ids: t(&self.input_ids),
             attention_mask: t(&self.attention_mask),
@@ -218,7 +221,8 @@ mod tests {
 
     #[test]
     fn accepts_two_and_three_levels() {
-        let r = parse(r#"{"input_ids":[[1,5,2],[1,2,0]],"attention_mask":[[1,1,1],[1,1,0]]}"#, Head::Base).unwrap();
+        let r = parse(r#"{"input_ids":[[1,5,2],[1,2,0]],"attention_mask":[[1,1,1],[1,1,0]]}"#, Head::Base)
+            .unwrap();
         assert_eq!((r.rows, r.len, r.choices), (2, 3, None));
         assert_eq!(r.attention_mask, vec![1, 1, 1, 1, 1, 0]);
         let r = parse(r#"{"input_ids":[[[1,5],[1,6]],[[1,7],[1,8]]]}"#, Head::MultipleChoice).unwrap();
@@ -245,6 +249,8 @@ mod tests {
             let err = parse(json, Head::Base).unwrap_err();
             assert!(err.contains(expected) && err.contains("in.json"), "{json}: {err}");
         }
-        assert!(parse(r#"{"input_ids":[[1,2]]}"#, Head::MultipleChoice).unwrap_err().contains("multiple-choice"));
+        assert!(parse(r#"{"input_ids":[[1,2]]}"#, Head::MultipleChoice)
+            .unwrap_err()
+            .contains("multiple-choice"));
     }
 }

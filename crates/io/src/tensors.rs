@@ -32,22 +32,22 @@ impl HostTensor {
 
 pub type TensorMap = BTreeMap<String, HostTensor>;
 
+/// Reads one weights file.
+pub type Reader = fn(&Path) -> Result<TensorMap, IoError>;
+
 fn decode(path: &Path, name: &str, view: &TensorView<'_>) -> Result<HostTensor, IoError> {
     let bytes = view.data();
     let data: Vec<f32> = match view.dtype() {
         Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-            .collect(),
+        Dtype::F16 => {
+            bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
+        Dtype::BF16 => {
+            bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
+        Dtype::F64 => {
+            bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()
+        }
         other => {
             return Err(IoError::Tensor {
                 path: path.to_path_buf(),
@@ -78,19 +78,19 @@ pub fn read_safetensors(path: &Path) -> Result<TensorMap, IoError> {
 }
 
 /// Reads a sharded checkpoint through its `*.index.json` (`weight_map`: tensor -> shard file).
-pub fn read_sharded(index_path: &Path, read_shard: fn(&Path) -> Result<TensorMap, IoError>) -> Result<TensorMap, IoError> {
+pub fn read_sharded(
+    index_path: &Path,
+    read_shard: fn(&Path) -> Result<TensorMap, IoError>,
+) -> Result<TensorMap, IoError> {
     let text = std::fs::read_to_string(index_path).map_err(|e| IoError::file(index_path, e))?;
     let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| IoError::Corrupt {
         path: index_path.to_path_buf(),
         message: format!("invalid JSON: {e}"),
     })?;
-    let map = index
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| IoError::Corrupt {
-            path: index_path.to_path_buf(),
-            message: "no `weight_map` object".into(),
-        })?;
+    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| IoError::Corrupt {
+        path: index_path.to_path_buf(),
+        message: "no `weight_map` object".into(),
+    })?;
     let dir = index_path.parent().unwrap_or(Path::new("."));
     let mut shards: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (name, file) in map {
@@ -139,7 +139,7 @@ pub fn read_pytorch(path: &Path) -> Result<TensorMap, IoError> {
 
 /// The weights of a model directory, in HF's order of preference.
 pub fn read_model_dir(dir: &Path) -> Result<(PathBuf, TensorMap), IoError> {
-    let candidates: [(&str, fn(&Path) -> Result<TensorMap, IoError>); 4] = [
+    let candidates: [(&str, Reader); 4] = [
         ("model.safetensors", read_safetensors),
         ("model.safetensors.index.json", |p| read_sharded(p, read_safetensors)),
         ("pytorch_model.bin", read_pytorch),

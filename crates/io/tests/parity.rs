@@ -41,8 +41,8 @@ fn rel_err(ours: &HostTensor, reference: &HostTensor, mask: &[i64], rows: usize,
 fn run_fixture(name: &str) -> Vec<(String, f64)> {
     let dir = fixture_root().join(name);
     let device = Default::default();
-    let loaded = load_model::<B>(&dir, &LoadOptions::default(), &device)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let loaded =
+        load_model::<B>(&dir, &LoadOptions::default(), &device).unwrap_or_else(|e| panic!("{name}: {e}"));
     let head = loaded.model.head();
     let rows = read_token_rows(&dir.join("inputs.json"), &loaded.config, head).unwrap();
     let out = loaded.model.forward(&rows.to_batch::<B>(&device), rows.choices);
@@ -59,11 +59,7 @@ fn run_fixture(name: &str) -> Vec<(String, f64)> {
         ours.insert("end_logits".into(), HostTensor::from_burn(t.into_data()));
     }
     let expected = read_safetensors(&dir.join("expected.safetensors")).unwrap();
-    assert_eq!(
-        ours.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "{name}: output names"
-    );
+    assert_eq!(ours.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{name}: output names");
     let mut errors = Vec::new();
     for (key, reference) in &expected {
         let e = rel_err(&ours[key], reference, &rows.attention_mask, rows.rows, rows.len);

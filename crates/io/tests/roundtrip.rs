@@ -49,7 +49,10 @@ fn every_head_survives_save_and_load() {
             save_model(&model, &config, &dir).unwrap();
             let loaded = load_model::<B>(&dir, &LoadOptions::default(), &device).unwrap();
             assert_eq!(loaded.model.head(), head, "architectures names the head");
-            assert_eq!(checkpoint_tensors(&model, &config), checkpoint_tensors(&loaded.model, &loaded.config));
+            assert_eq!(
+                checkpoint_tensors(&model, &config),
+                checkpoint_tensors(&loaded.model, &loaded.config)
+            );
             let choices = (head == Head::MultipleChoice).then_some(2);
             let a = model.forward(&batch(2), choices).last_hidden_state().into_data();
             let b = loaded.model.forward(&batch(2), choices).last_hidden_state().into_data();
@@ -61,7 +64,9 @@ fn every_head_survives_save_and_load() {
             if head == Head::Base {
                 assert!(keys.iter().all(|k| !k.starts_with("deberta.")), "bare model keys carry no prefix");
             } else {
-                assert!(keys.contains(&"deberta.encoder.layer.0.attention.self.query_proj.weight".to_string()));
+                assert!(
+                    keys.contains(&"deberta.encoder.layer.0.attention.self.query_proj.weight".to_string())
+                );
             }
         }
     }
@@ -75,7 +80,7 @@ fn saved(head: Head, name: &str) -> (DebertaConfig, PathBuf) {
     (config, dir)
 }
 
-fn load_err(dir: &PathBuf, options: LoadOptions) -> String {
+fn load_err(dir: &std::path::Path, options: LoadOptions) -> String {
     load_model::<B>(dir, &options, &Default::default()).unwrap_err().to_string()
 }
 
@@ -99,12 +104,19 @@ fn a_new_head_is_initialised_only_when_asked() {
     let options = LoadOptions { head: Some(Head::SequenceClassification), init_missing_head: false };
     let err = load_err(&dir, options.clone());
     assert!(err.contains("missing head tensors") && err.contains("classifier.weight"), "{err}");
-    let loaded = load_model::<B>(&dir, &LoadOptions { init_missing_head: true, ..options }, &Default::default()).unwrap();
+    let loaded =
+        load_model::<B>(&dir, &LoadOptions { init_missing_head: true, ..options }, &Default::default())
+            .unwrap();
     assert!(loaded.initialised.contains(&"pooler.dense.weight".to_string()), "{:?}", loaded.initialised);
 
     // The other way round: a task checkpoint read as a bare encoder drops its head weights.
     let (_, dir) = saved(Head::QuestionAnswering, "drop-head");
-    let loaded = load_model::<B>(&dir, &LoadOptions { head: Some(Head::Base), init_missing_head: false }, &Default::default()).unwrap();
+    let loaded = load_model::<B>(
+        &dir,
+        &LoadOptions { head: Some(Head::Base), init_missing_head: false },
+        &Default::default(),
+    )
+    .unwrap();
     assert!(loaded.ignored.iter().any(|k| k.starts_with("qa_outputs.weight")), "{:?}", loaded.ignored);
 }
 
@@ -134,7 +146,11 @@ fn wrong_shapes_corrupt_files_and_bad_configs_are_errors() {
     let err = load_err(&dir, LoadOptions::default());
     assert!(err.contains("config.json") && err.contains("`hidden_act`"), "{err}");
 
-    std::fs::write(&path, r#"{"architectures": ["BertForMaskedLM"], "hidden_size": 16, "num_attention_heads": 2}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"architectures": ["BertForMaskedLM"], "hidden_size": 16, "num_attention_heads": 2}"#,
+    )
+    .unwrap();
     let err = load_err(&dir, LoadOptions::default());
     assert!(err.contains("`architectures`"), "{err}");
 }

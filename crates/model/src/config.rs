@@ -19,10 +19,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
 /// Activation functions HF's `ACT2FN` offers that DeBERTa configs use.
@@ -223,9 +220,7 @@ impl Reader<'_> {
     fn float(&self, key: &str, default: f64) -> Result<f64, ConfigError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| invalid(key, format!("expected a number, found {v}"))),
+            Some(v) => v.as_f64().ok_or_else(|| invalid(key, format!("expected a number, found {v}"))),
         }
     }
     fn prob(&self, key: &str, default: f64) -> Result<f64, ConfigError> {
@@ -239,18 +234,15 @@ impl Reader<'_> {
     fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| invalid(key, format!("expected true or false, found {v}"))),
+            Some(v) => v.as_bool().ok_or_else(|| invalid(key, format!("expected true or false, found {v}"))),
         }
     }
     fn str(&self, key: &str) -> Result<Option<&str>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| invalid(key, format!("expected a string, found {v}"))),
+            Some(v) => {
+                v.as_str().map(Some).ok_or_else(|| invalid(key, format!("expected a string, found {v}")))
+            }
         }
     }
     fn act(&self, key: &str, default: Activation) -> Result<Activation, ConfigError> {
@@ -289,11 +281,12 @@ impl DebertaConfig {
         if hidden_size == 0 || hidden_size % num_attention_heads != 0 {
             return Err(invalid(
                 "hidden_size",
-                format!("{hidden_size} is not a positive multiple of num_attention_heads ({num_attention_heads})"),
+                format!(
+                    "{hidden_size} is not a positive multiple of num_attention_heads ({num_attention_heads})"
+                ),
             ));
         }
-        let attention_head_size =
-            r.usize("attention_head_size", Some(hidden_size / num_attention_heads))?;
+        let attention_head_size = r.usize("attention_head_size", Some(hidden_size / num_attention_heads))?;
         if attention_head_size == 0 {
             return Err(invalid("attention_head_size", "must be positive"));
         }
@@ -374,13 +367,11 @@ impl DebertaConfig {
 
         let mut id2label = BTreeMap::new();
         if let Some(v) = r.get("id2label") {
-            let obj = v
-                .as_object()
-                .ok_or_else(|| invalid("id2label", format!("expected an object, found {v}")))?;
+            let obj =
+                v.as_object().ok_or_else(|| invalid("id2label", format!("expected an object, found {v}")))?;
             for (k, name) in obj {
-                let id: usize = k
-                    .parse()
-                    .map_err(|_| invalid("id2label", format!("key {k:?} is not an integer")))?;
+                let id: usize =
+                    k.parse().map_err(|_| invalid("id2label", format!("key {k:?} is not an integer")))?;
                 let name = name
                     .as_str()
                     .ok_or_else(|| invalid("id2label", format!("label {name} is not a string")))?;
@@ -411,7 +402,10 @@ impl DebertaConfig {
         let vocab_size = r.usize("vocab_size", Some(128100))?;
         let pad_token_id = r.usize("pad_token_id", Some(0))?;
         if pad_token_id >= vocab_size {
-            return Err(invalid("pad_token_id", format!("{pad_token_id} is not below vocab_size {vocab_size}")));
+            return Err(invalid(
+                "pad_token_id",
+                format!("{pad_token_id} is not below vocab_size {vocab_size}"),
+            ));
         }
         let max_position_embeddings = r.usize("max_position_embeddings", Some(512))?;
         let max_relative_positions = r.int("max_relative_positions")?.unwrap_or(-1);
@@ -472,7 +466,7 @@ impl DebertaConfig {
         if self.num_hidden_layers == 0 {
             return Err(invalid("num_hidden_layers", "must be positive"));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(invalid("layer_norm_eps", "must be positive"));
         }
         Ok(())
@@ -540,23 +534,60 @@ impl DebertaConfig {
         if head == Head::MaskedLm {
             raw.insert("legacy".into(), Value::from(self.legacy));
         }
-        if matches!(
-            head,
-            Head::SequenceClassification | Head::TokenClassification | Head::QuestionAnswering
-        ) && !raw.contains_key("id2label")
+        if matches!(head, Head::SequenceClassification | Head::TokenClassification | Head::QuestionAnswering)
+            && !raw.contains_key("id2label")
         {
-            let labels: Map<String, Value> = (0..self.num_labels)
-                .map(|i| (i.to_string(), Value::from(format!("LABEL_{i}"))))
-                .collect();
-            let label2id: Map<String, Value> = (0..self.num_labels)
-                .map(|i| (format!("LABEL_{i}"), Value::from(i)))
-                .collect();
+            let labels: Map<String, Value> =
+                (0..self.num_labels).map(|i| (i.to_string(), Value::from(format!("LABEL_{i}")))).collect();
+            let label2id: Map<String, Value> =
+                (0..self.num_labels).map(|i| (format!("LABEL_{i}"), Value::from(i))).collect();
             raw.insert("id2label".into(), Value::Object(labels));
             raw.insert("label2id".into(), Value::Object(label2id));
         }
         Value::Object(raw)
     }
 }
+
+/// DeBERTa-V3 shapes (DESIGN section 2) as HF config JSON, plus a `tiny` one for tests and demos.
+/// Returns `None` for an unknown name.
+pub fn preset_json(name: &str) -> Option<Value> {
+    let (hidden, layers, heads, intermediate) = match name {
+        "tiny" => (128, 2, 4, 512),
+        "xsmall" => (384, 12, 6, 1536),
+        "small" => (768, 6, 12, 3072),
+        "base" => (768, 12, 12, 3072),
+        "large" => (1024, 24, 16, 4096),
+        _ => return None,
+    };
+    Some(serde_json::json!({
+        "model_type": "deberta-v2",
+        "vocab_size": 128100,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": intermediate,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 0,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-7,
+        "relative_attention": true,
+        "max_relative_positions": -1,
+        "position_buckets": 256,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": true,
+        "pos_att_type": ["p2c", "c2p"],
+        "position_biased_input": false,
+        "pad_token_id": 0,
+        "pooler_dropout": 0,
+        "pooler_hidden_act": "gelu",
+        "pooler_hidden_size": hidden,
+    }))
+}
+
+pub const PRESETS: [&str; 5] = ["tiny", "xsmall", "small", "base", "large"];
 
 #[cfg(test)]
 mod tests {
@@ -622,44 +653,3 @@ mod tests {
         assert_eq!(c.head_from_architectures(), None);
     }
 }
-
-/// DeBERTa-V3 shapes (DESIGN section 2) as HF config JSON, plus a `tiny` one for tests and demos.
-/// Returns `None` for an unknown name.
-pub fn preset_json(name: &str) -> Option<Value> {
-    let (hidden, layers, heads, intermediate) = match name {
-        "tiny" => (128, 2, 4, 512),
-        "xsmall" => (384, 12, 6, 1536),
-        "small" => (768, 6, 12, 3072),
-        "base" => (768, 12, 12, 3072),
-        "large" => (1024, 24, 16, 4096),
-        _ => return None,
-    };
-    Some(serde_json::json!({
-        "model_type": "deberta-v2",
-        "vocab_size": 128100,
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": intermediate,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
-        "max_position_embeddings": 512,
-        "type_vocab_size": 0,
-        "initializer_range": 0.02,
-        "layer_norm_eps": 1e-7,
-        "relative_attention": true,
-        "max_relative_positions": -1,
-        "position_buckets": 256,
-        "norm_rel_ebd": "layer_norm",
-        "share_att_key": true,
-        "pos_att_type": ["p2c", "c2p"],
-        "position_biased_input": false,
-        "pad_token_id": 0,
-        "pooler_dropout": 0,
-        "pooler_hidden_act": "gelu",
-        "pooler_hidden_size": hidden,
-    }))
-}
-
-pub const PRESETS: [&str; 5] = ["tiny", "xsmall", "small", "base", "large"];

@@ -9,8 +9,8 @@ use crate::position::{RelativeScheme, RelativeTableCache};
 use burn::module::{Initializer, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
-    LinearConfig, PaddingConfig1d,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    PaddingConfig1d,
 };
 use burn::prelude::*;
 use burn::tensor::activation;
@@ -29,10 +29,7 @@ pub(crate) fn linear<B: Backend>(
 ) -> Linear<B> {
     let mut layer = LinearConfig::new(d_in, d_out)
         .with_bias(bias)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: config.initializer_range,
-        })
+        .with_initializer(Initializer::Normal { mean: 0.0, std: config.initializer_range })
         .init(device);
     if bias {
         layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
@@ -48,16 +45,10 @@ pub(crate) fn embedding<B: Backend>(
     device: &B::Device,
 ) -> Embedding<B> {
     let mut emb = EmbeddingConfig::new(rows, dim)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: config.initializer_range,
-        })
+        .with_initializer(Initializer::Normal { mean: 0.0, std: config.initializer_range })
         .init(device);
     if let Some(pad) = padding_row {
-        let weight = emb.weight.val().slice_assign(
-            [pad..pad + 1, 0..dim],
-            Tensor::zeros([1, dim], device),
-        );
+        let weight = emb.weight.val().slice_assign([pad..pad + 1, 0..dim], Tensor::zeros([1, dim], device));
         // detach: under autodiff the slice_assign result is not a leaf and cannot become a Param.
         emb.weight = Param::from_tensor(weight.detach());
     }
@@ -65,9 +56,7 @@ pub(crate) fn embedding<B: Backend>(
 }
 
 pub(crate) fn layer_norm<B: Backend>(dim: usize, config: &DebertaConfig, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(dim)
-        .with_epsilon(config.layer_norm_eps)
-        .init(device)
+    LayerNormConfig::new(dim).with_epsilon(config.layer_norm_eps).init(device)
 }
 
 pub(crate) fn dropout(p: f64) -> Dropout {
@@ -121,10 +110,7 @@ impl<B: Backend> MaskContext<B> {
         let keys = m.clone().reshape([b, 1, 1, l]).expand([b, heads, l, l]);
         let queries = m.clone().reshape([b, 1, l, 1]).expand([b, heads, l, l]);
         let allowed = keys.bool_and(queries);
-        MaskContext {
-            tokens: m.float().reshape([b, l, 1]),
-            blocked: allowed.bool_not(),
-        }
+        MaskContext { tokens: m.float().reshape([b, l, 1]), blocked: allowed.bool_not() }
     }
 }
 
@@ -193,9 +179,7 @@ impl<B: Backend> DebertaV2Embeddings<B> {
             }
         }
         if let Some(types) = &self.token_type_embeddings {
-            let ids = token_type_ids
-                .cloned()
-                .unwrap_or_else(|| Tensor::zeros([b, l], &device));
+            let ids = token_type_ids.cloned().unwrap_or_else(|| Tensor::zeros([b, l], &device));
             x = x + types.forward(ids);
         }
         if let Some(proj) = &self.embed_proj {
@@ -276,9 +260,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     /// Relative rows through a projection: `[R, H] -> [1, heads, R, d]`.
     fn split_rel(&self, proj: &Linear<B>, rel: Tensor<B, 2>) -> Tensor<B, 4> {
         let [r, _] = rel.dims();
-        proj.forward(rel)
-            .reshape([1, r, self.num_heads, self.head_size])
-            .swap_dims(1, 2)
+        proj.forward(rel).reshape([1, r, self.num_heads, self.head_size]).swap_dims(1, 2)
     }
 
     /// `hidden` gives keys and values; `query` (the EMD passes its own) gives queries.
@@ -313,10 +295,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         }
         let scores = (scores / self.scale).mask_fill(mask.blocked.clone(), f32::MIN);
         let probs = self.dropout.forward(activation::softmax(scores, 3));
-        probs
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, l, self.num_heads * self.head_size])
+        probs.matmul(v).swap_dims(1, 2).reshape([b, l, self.num_heads * self.head_size])
     }
 }
 
@@ -415,10 +394,7 @@ impl<B: Backend> ConvLayer<B> {
         let mut conv = Conv1dConfig::new(h, h, k)
             .with_groups(config.conv_groups)
             .with_padding(PaddingConfig1d::Explicit((k - 1) / 2, (k - 1) / 2))
-            .with_initializer(Initializer::Normal {
-                mean: 0.0,
-                std: config.initializer_range,
-            })
+            .with_initializer(Initializer::Normal { mean: 0.0, std: config.initializer_range })
             .init(device);
         conv.bias = Some(Param::from_tensor(Tensor::zeros([h], device)));
         ConvLayer {
@@ -430,7 +406,12 @@ impl<B: Backend> ConvLayer<B> {
     }
 
     /// `LN(residual + act(dropout(conv(embeddings) masked))) * mask`
-    pub fn forward(&self, embeddings: Tensor<B, 3>, residual: Tensor<B, 3>, mask: &MaskContext<B>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        embeddings: Tensor<B, 3>,
+        residual: Tensor<B, 3>,
+        mask: &MaskContext<B>,
+    ) -> Tensor<B, 3> {
         let out = self.conv.forward(embeddings.swap_dims(1, 2)).swap_dims(1, 2) * mask.tokens.clone();
         let out = activate(self.conv_act, self.dropout.forward(out));
         self.LayerNorm.forward(residual + out) * mask.tokens.clone()
@@ -470,15 +451,11 @@ impl<B: Backend> DebertaV2Encoder<B> {
     pub fn new(config: &DebertaConfig, device: &B::Device) -> Self {
         let span = config.rel_span();
         DebertaV2Encoder {
-            layer: (0..config.num_hidden_layers)
-                .map(|_| DebertaV2Layer::new(config, device))
-                .collect(),
+            layer: (0..config.num_hidden_layers).map(|_| DebertaV2Layer::new(config, device)).collect(),
             rel_embeddings: config
                 .relative_attention
                 .then(|| embedding(2 * span, config.hidden_size, None, config, device)),
-            LayerNorm: config
-                .norm_rel_ebd_layer_norm
-                .then(|| layer_norm(config.hidden_size, config, device)),
+            LayerNorm: config.norm_rel_ebd_layer_norm.then(|| layer_norm(config.hidden_size, config, device)),
             conv: (config.conv_kernel_size > 0).then(|| ConvLayer::new(config, device)),
             relative_tables: RelativeTableCache::new(RelativeScheme {
                 buckets: config.position_buckets,
@@ -501,7 +478,8 @@ impl<B: Backend> DebertaV2Encoder<B> {
             None => rows,
         };
         let index = Tensor::<B, 2, Int>::from_data(TensorData::new(t.index.clone(), [len, len]), device);
-        let expand = |ix: Tensor<B, 2, Int>| ix.reshape([1, 1, len, len]).expand([b, self.num_heads, len, len]);
+        let expand =
+            |ix: Tensor<B, 2, Int>| ix.reshape([1, 1, len, len]).expand([b, self.num_heads, len, len]);
         Some(RelativeContext {
             rel_embeddings: rows,
             index_t: expand(index.clone().transpose()),
@@ -559,9 +537,7 @@ impl<B: Backend> DebertaV2Model<B> {
     /// Forward from precomputed word embeddings (`[B, L, embedding_size]`), as GDES needs.
     pub fn forward_embeds(&self, inputs_embeds: Tensor<B, 3>, batch: &Batch<B>) -> EncoderOutput<B> {
         let mask = self.mask_context(batch);
-        let x = self
-            .embeddings
-            .forward_embeds(inputs_embeds, batch.token_type_ids.as_ref(), &mask);
+        let x = self.embeddings.forward_embeds(inputs_embeds, batch.token_type_ids.as_ref(), &mask);
         self.encoder.forward(x, mask)
     }
 }

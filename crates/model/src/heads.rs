@@ -197,22 +197,14 @@ impl<B: Backend> DebertaModel<B> {
     pub fn head_forward(&self, encoder: EncoderOutput<B>, choices: Option<usize>) -> ModelOutput<B> {
         let hidden = encoder.last_hidden_state();
         let [b, _, _] = hidden.dims();
-        let mut out = ModelOutput {
-            encoder,
-            logits: None,
-            start_logits: None,
-            end_logits: None,
-        };
+        let mut out = ModelOutput { encoder, logits: None, start_logits: None, end_logits: None };
         let word = || self.deberta.embeddings.word_embeddings.weight.val();
         match self.head() {
             Head::Base => {}
             Head::SequenceClassification | Head::MultipleChoice => {
                 let pooled = self.pooler.as_ref().expect("pooler").forward(hidden);
-                let logits = self
-                    .classifier
-                    .as_ref()
-                    .expect("classifier")
-                    .forward(self.dropout.forward(pooled));
+                let logits =
+                    self.classifier.as_ref().expect("classifier").forward(self.dropout.forward(pooled));
                 let logits = match (self.head(), choices) {
                     (Head::MultipleChoice, Some(c)) => logits.reshape([b / c, c]),
                     _ => logits,

@@ -31,8 +31,7 @@ pub fn bce_with_logits<B: Backend>(
     targets: Tensor<B, 1>,
     weights: Tensor<B, 1>,
 ) -> Tensor<B, 1> {
-    let per = logits.clone().clamp_min(0.0) - logits.clone() * targets
-        + (-logits.abs()).exp().log1p();
+    let per = logits.clone().clamp_min(0.0) - logits.clone() * targets + (-logits.abs()).exp().log1p();
     (per * weights.clone()).sum() / weights.sum().clamp_min(1.0)
 }
 
@@ -70,11 +69,9 @@ mod tests {
     #[test]
     fn mse_mean() {
         let d = Default::default();
-        let l: f32 = mse(
-            Tensor::<B, 1>::from_floats([1.0, 2.0], &d),
-            Tensor::<B, 1>::from_floats([0.0, 4.0], &d),
-        )
-        .into_scalar();
+        let l: f32 =
+            mse(Tensor::<B, 1>::from_floats([1.0, 2.0], &d), Tensor::<B, 1>::from_floats([0.0, 4.0], &d))
+                .into_scalar();
         close(l, 2.5);
     }
 }

@@ -19,10 +19,9 @@ pub fn log_bucket(r: i64, bucket_size: i64, max_position: i64) -> i64 {
     }
     let abs = r.abs() as f64;
     let mid_f = mid as f64;
-    let log_pos =
-        ((abs / mid_f).ln() / ((max_position - 1) as f64 / mid_f).ln() * (mid - 1) as f64).ceil()
-            as i64
-            + mid;
+    let log_pos = ((abs / mid_f).ln() / ((max_position - 1) as f64 / mid_f).ln() * (mid - 1) as f64).ceil()
+        as i64
+        + mid;
     r.signum() * log_pos
 }
 
@@ -75,12 +74,7 @@ impl RelativeTable {
                 index.push(scheme.row(i, j) - lo);
             }
         }
-        RelativeTable {
-            len,
-            first_row: lo as usize,
-            num_rows: (hi - lo + 1) as usize,
-            index,
-        }
+        RelativeTable { len, first_row: lo as usize, num_rows: (hi - lo + 1) as usize, index }
     }
 }
 
@@ -93,10 +87,7 @@ pub struct RelativeTableCache {
 
 impl RelativeTableCache {
     pub fn new(scheme: RelativeScheme) -> Self {
-        Self {
-            scheme,
-            tables: Arc::new(Mutex::new(HashMap::new())),
-        }
+        Self { scheme, tables: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     pub fn scheme(&self) -> RelativeScheme {
@@ -106,10 +97,7 @@ impl RelativeTableCache {
     pub fn get(&self, len: usize) -> Arc<RelativeTable> {
         // A poisoned lock only means another thread panicked mid-insert of an immutable value.
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        tables
-            .entry(len)
-            .or_insert_with(|| Arc::new(RelativeTable::new(self.scheme, len)))
-            .clone()
+        tables.entry(len).or_insert_with(|| Arc::new(RelativeTable::new(self.scheme, len))).clone()
     }
 }
 

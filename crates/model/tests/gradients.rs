@@ -41,21 +41,23 @@ impl ModuleVisitor<B> for GradCheck<'_> {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         self.seen += 1;
-        let nonzero = param
-            .val()
-            .grad(self.grads)
-            .map(|g| g.abs().max().into_scalar() > 0.0)
-            .unwrap_or(false);
+        let nonzero =
+            param.val().grad(self.grads).map(|g| g.abs().max().into_scalar() > 0.0).unwrap_or(false);
         if !nonzero {
             self.zero.push(self.path.join("."));
         }
     }
 }
 
-fn batch(device: &<Flex as burn::tensor::backend::BackendTypes>::Device, rows: usize, len: usize) -> Batch<B> {
+fn batch(
+    device: &<Flex as burn::tensor::backend::BackendTypes>::Device,
+    rows: usize,
+    len: usize,
+) -> Batch<B> {
     // Distinct ids, one padded row, both token types.
     let ids: Vec<i64> = (0..rows * len).map(|k| (4 + (k * 7) % 36) as i64).collect();
-    let mask: Vec<i64> = (0..rows * len).map(|k| if k / len == 1 && k % len >= len - 3 { 0 } else { 1 }).collect();
+    let mask: Vec<i64> =
+        (0..rows * len).map(|k| if k / len == 1 && k % len >= len - 3 { 0 } else { 1 }).collect();
     let types: Vec<i64> = (0..rows * len).map(|k| ((k % len) >= len / 2) as i64).collect();
     let t = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [rows, len]), device);
     Batch { input_ids: t(ids), attention_mask: t(mask.clone()), token_type_ids: Some(t(types)) }
@@ -91,9 +93,8 @@ fn loss(model: &DebertaModel<B>, head: Head, num_labels: usize) -> Tensor<B, 1> 
         (Head::MaskedLm | Head::EnhancedMaskDecoderLm, Some(Logits::Rank3(l))) => {
             let [_, _, v] = l.dims();
             // Labels on a few masked positions only.
-            let labels = (0..rows * len)
-                .map(|k| if k % 5 == 2 { (k % v) as i64 } else { IGNORE_INDEX })
-                .collect();
+            let labels =
+                (0..rows * len).map(|k| if k % 5 == 2 { (k % v) as i64 } else { IGNORE_INDEX }).collect();
             cross_entropy(l.reshape([rows * len, v]), ints(labels))
         }
         (Head::ReplacedTokenDetection, Some(Logits::Rank2(l))) => {
