@@ -8,7 +8,6 @@
 //!
 //!     max |ours - reference| / max |reference|  <=  1e-4
 
-use burn::prelude::*;
 use deberta_io::inputs::read_token_rows;
 use deberta_io::{load_model, read_safetensors, HostTensor, LoadOptions, TensorMap};
 use std::path::{Path, PathBuf};
