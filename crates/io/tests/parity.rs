@@ -38,7 +38,10 @@ fn rel_err(ours: &HostTensor, reference: &HostTensor, mask: &[i64], rows: usize,
 }
 
 fn run_fixture(name: &str) -> Vec<(String, f64)> {
-    let dir = fixture_root().join(name);
+    run_dir(&fixture_root().join(name), name)
+}
+
+fn run_dir(dir: &Path, name: &str) -> Vec<(String, f64)> {
     let device = Default::default();
     let loaded =
         load_model::<B>(&dir, &LoadOptions::default(), &device).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -111,5 +114,38 @@ fn all_fixtures_are_tested() {
     for entry in std::fs::read_dir(fixture_root()).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().to_string();
         assert!(known.contains(&name.as_str()), "fixture {name} has no parity test");
+    }
+}
+
+/// `DEBERTA_PARITY_DIR=/some/dir cargo test --test parity extra_fixture_dir -- --nocapture` checks
+/// every fixture directory there (for trying new fixtures before committing them).
+#[test]
+fn extra_fixture_dir() {
+    let Ok(root) = std::env::var("DEBERTA_PARITY_DIR") else { return };
+    let mut names: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for dir in names.iter().filter(|d| d.join("expected.safetensors").is_file()) {
+        run_dir(dir, &dir.file_name().unwrap().to_string_lossy());
+    }
+}
+
+/// The committed result of `scripts/check_hf_loads_our_save.sh`: HF transformers loaded what
+/// `deberta convert` saved for every fixture with no missing keys, and reproduced the outputs.
+#[test]
+fn hf_loads_what_we_save() {
+    let path = fixture_root().join("../hf_loads_our_save.json");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let report = report.as_object().unwrap();
+    for entry in std::fs::read_dir(fixture_root()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        let r = report.get(&name).unwrap_or_else(|| panic!("{name} missing from {}", path.display()));
+        assert_eq!(r["missing_backbone_keys"].as_array().unwrap().len(), 0, "{name}");
+        if r["architecture"] == r["loaded_as"] {
+            assert_eq!(r["missing_keys"].as_array().unwrap().len(), 0, "{name}");
+            assert_eq!(r["unexpected_keys"].as_array().unwrap().len(), 0, "{name}");
+        }
+        for (key, e) in r["max_rel_err"].as_object().unwrap() {
+            assert!(e.as_f64().unwrap() <= TOLERANCE, "{name}/{key}: {e}");
+        }
     }
 }
