@@ -1,0 +1,77 @@
+//! The `deberta` binary end to end: built-in defaults, parity through the CLI, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn deberta(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_deberta")).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn forward_runs_on_built_in_defaults() {
+    let out = tmp("default.safetensors");
+    let (ok, stdout, stderr) = deberta(&["forward", "--output", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("last_hidden_state: [3, 40, 128]") && stdout.contains("logits: [3, 2]"),
+        "{stdout}"
+    );
+    let t = deberta_io::read_safetensors(&out).unwrap();
+    assert!(t["logits"].data.iter().all(|v| v.is_finite()));
+}
+
+/// The CLI writes what the parity fixture expects (QA: start/end logits under HF names).
+#[test]
+fn forward_output_matches_hf() {
+    let dir = repo().join("fixtures/parity/p2c_qa_sharded");
+    let out = tmp("qa.safetensors");
+    let (ok, _, stderr) = deberta(&[
+        "forward",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        dir.join("inputs.json").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let ours = deberta_io::read_safetensors(&out).unwrap();
+    let expected = deberta_io::read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    assert_eq!(ours.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    // Row 0 has no padding, so every position of it counts.
+    let (a, b) = (&ours["start_logits"].data[..40], &expected["start_logits"].data[..40]);
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+    assert!(err < 1e-4, "{err}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let bad = tmp("ragged.json");
+    std::fs::write(&bad, r#"{"input_ids": [[1, 5, 2], [1, 2]]}"#).unwrap();
+    let (ok, _, stderr) = deberta(&["forward", "--input", bad.to_str().unwrap(), "--output", "/dev/null"]);
+    assert!(!ok);
+    assert!(stderr.contains("ragged.json") && stderr.contains("ragged"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (ok, _, stderr) = deberta(&["forward", "--model", "/nonexistent-model", "--output", "/dev/null"]);
+    assert!(!ok && stderr.contains("/nonexistent-model/config.json"), "{stderr}");
+
+    let (ok, _, stderr) = deberta(&["forward", "--head", "bogus"]);
+    assert!(!ok && stderr.contains("unknown head"), "{stderr}");
+}
