@@ -44,7 +44,7 @@ fn run_fixture(name: &str) -> Vec<(String, f64)> {
 fn run_dir(dir: &Path, name: &str) -> Vec<(String, f64)> {
     let device = Default::default();
     let loaded =
-        load_model::<B>(&dir, &LoadOptions::default(), &device).unwrap_or_else(|e| panic!("{name}: {e}"));
+        load_model::<B>(dir, &LoadOptions::default(), &device).unwrap_or_else(|e| panic!("{name}: {e}"));
     let head = loaded.model.head();
     let rows = read_token_rows(&dir.join("inputs.json"), &loaded.config, head).unwrap();
     let out = loaded.model.forward(&rows.to_batch::<B>(&device), rows.choices);
