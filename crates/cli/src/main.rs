@@ -2,6 +2,7 @@
 //! crates; the work lives there.
 
 mod backend;
+mod bench;
 mod convert;
 mod forward;
 mod init;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run a model on token ids and write its outputs as safetensors.
     Forward(forward::Args),
+    /// Measure inference throughput on random weights.
+    Bench(bench::Args),
     /// Create a randomly initialised model (HF-style init) as an HF directory.
     Init(init::Args),
     /// Load a checkpoint (any supported format) and save it as config.json + model.safetensors.
@@ -37,6 +40,7 @@ fn main() {
     let result = match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
     };
     if let Err(e) = result {
