@@ -1,0 +1,170 @@
+//! AdamW as the official recipe runs it, plus global-norm clipping and the warmup/linear-decay
+//! schedule.
+//!
+//! Written here rather than taken from burn-optim because the recipe needs two things burn's
+//! `AdamW` does not offer: no weight decay on biases and LayerNorm parameters (chosen by parameter
+//! path), and the official XAdam's update without bias correction.
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (`None`: no clipping).
+    pub max_grad_norm: Option<f64>,
+    /// torch's AdamW corrects the moments' start-up bias; the official XAdam does not.
+    pub bias_correction: bool,
+}
+
+impl Default for AdamWConfig {
+    /// DESIGN section 4: betas (0.9, 0.999), eps 1e-6, decay 0.01, clip 1.0, no bias correction.
+    fn default() -> Self {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-6,
+            weight_decay: 0.01,
+            max_grad_norm: Some(1.0),
+            bias_correction: false,
+        }
+    }
+}
+
+/// Biases and LayerNorm parameters get no weight decay.
+pub fn decays(path: &str) -> bool {
+    !(path.ends_with("bias") || path.ends_with("beta") || path.contains("LayerNorm"))
+}
+
+/// Linear warmup to `peak` over `warmup` steps, then linear decay to 0 at `total`.
+pub fn learning_rate(step: u64, peak: f64, warmup: u64, total: u64) -> f64 {
+    if step < warmup {
+        peak * (step + 1) as f64 / warmup as f64
+    } else if total <= warmup {
+        peak
+    } else {
+        peak * (total.saturating_sub(step)) as f64 / (total - warmup) as f64
+    }
+}
+
+type Moments<B> =
+    (Tensor<<B as AutodiffBackend>::InnerBackend, 1>, Tensor<<B as AutodiffBackend>::InnerBackend, 1>);
+
+pub struct AdamW<B: AutodiffBackend> {
+    pub config: AdamWConfig,
+    pub steps: u64,
+    moments: HashMap<ParamId, Moments<B>>,
+}
+
+impl<B: AutodiffBackend> AdamW<B> {
+    pub fn new(config: AdamWConfig) -> Self {
+        AdamW { config, steps: 0, moments: HashMap::new() }
+    }
+
+    /// One update of every parameter of `module` that has a gradient in `grads`. Returns the
+    /// module and the gradient norm before clipping.
+    pub fn step<M: AutodiffModule<B>>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> (M, f64) {
+        let mut norm = GradNorm::<B> { grads: &grads, sum: 0.0, _b: Default::default() };
+        module.visit(&mut norm);
+        let grad_norm = norm.sum.sqrt();
+        let scale = match self.config.max_grad_norm {
+            Some(max) if grad_norm > max => max / (grad_norm + 1e-6),
+            _ => 1.0,
+        };
+        self.steps += 1;
+        let mut update = Update { opt: self, grads: &mut grads, lr, scale, path: Vec::new() };
+        (module.map(&mut update), grad_norm)
+    }
+}
+
+struct GradNorm<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    sum: f64,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradNorm<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let s: f32 = g.powi_scalar(2).sum().into_scalar().elem();
+            self.sum += s as f64;
+        }
+    }
+}
+
+struct Update<'a, B: AutodiffBackend> {
+    opt: &'a mut AdamW<B>,
+    grads: &'a mut GradientsParams,
+    lr: f64,
+    scale: f64,
+    path: Vec<String>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let c = self.opt.config;
+        let shape = tensor.shape();
+        let n = shape.num_elements();
+        let x = tensor.inner().reshape([n]);
+        let g = grad.reshape([n]) * self.scale;
+        let (m, v) = match self.opt.moments.remove(&id) {
+            Some((m, v)) => {
+                (m * c.beta1 + g.clone() * (1.0 - c.beta1), v * c.beta2 + g.powi_scalar(2) * (1.0 - c.beta2))
+            }
+            None => (g.clone() * (1.0 - c.beta1), g.powi_scalar(2) * (1.0 - c.beta2)),
+        };
+        let t = self.opt.steps as i32;
+        let (mh, vh) = if c.bias_correction {
+            (m.clone() / (1.0 - c.beta1.powi(t)), v.clone() / (1.0 - c.beta2.powi(t)))
+        } else {
+            (m.clone(), v.clone())
+        };
+        let mut step = mh / (vh.sqrt() + c.epsilon);
+        if c.weight_decay > 0.0 && decays(&self.path.join(".")) {
+            step = step + x.clone() * c.weight_decay;
+        }
+        let x = x - step * self.lr;
+        self.opt.moments.insert(id, (m, v));
+        let tensor = Tensor::<B, D>::from_inner(x.reshape(shape)).require_grad();
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule() {
+        assert_eq!(learning_rate(0, 1.0, 4, 10), 0.25);
+        assert_eq!(learning_rate(3, 1.0, 4, 10), 1.0);
+        assert_eq!(learning_rate(4, 1.0, 4, 10), 1.0);
+        assert_eq!(learning_rate(7, 1.0, 4, 10), 0.5);
+        assert_eq!(learning_rate(10, 1.0, 4, 10), 0.0);
+    }
+
+    #[test]
+    fn decay_mask() {
+        assert!(decays("deberta.encoder.layer.0.attention.self_attn.query_proj.weight"));
+        assert!(decays("word_embeddings_delta"));
+        assert!(!decays("deberta.encoder.layer.0.output.dense.bias"));
+        assert!(!decays("deberta.embeddings.LayerNorm.gamma"));
+        assert!(!decays("lm_predictions.lm_head.bias"));
+    }
+}

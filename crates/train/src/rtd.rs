@@ -1,0 +1,219 @@
+//! One ELECTRA-style step (DESIGN section 4): the generator (EMD head) fills masked positions,
+//! replacements are sampled from its softmax, the discriminator (RTD head) learns which tokens
+//! were replaced. The three embedding-sharing variants differ only in the discriminator's
+//! token embedding:
+//!
+//! - GDES: `E_D = stop_grad(E_G) + E_delta`; decoupled steps, generator first, then the
+//!   discriminator rebuilt from the just-updated `E_G`. RTD gradients reach only `E_delta`.
+//! - ES:   `E_D = E_G`; one joint loss `MLM + lambda * RTD`, so RTD gradients flow into `E_G`.
+//! - NES:  the discriminator's own embedding; decoupled steps.
+
+use crate::optim::AdamW;
+use burn::module::{AutodiffModule, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::activation;
+use burn::tensor::backend::AutodiffBackend;
+use deberta_model::loss::{bce_with_logits, cross_entropy};
+use deberta_model::{Batch, DebertaModel, Head, Logits};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingSharing {
+    Gdes,
+    Es,
+    Nes,
+}
+
+/// The discriminator and, for GDES, `E_delta` (zero at the start).
+#[derive(Module, Debug)]
+pub struct Discriminator<B: Backend> {
+    pub model: DebertaModel<B>,
+    pub word_embeddings_delta: Option<Param<Tensor<B, 2>>>,
+}
+
+impl<B: Backend> Discriminator<B> {
+    pub fn new(model: DebertaModel<B>, sharing: EmbeddingSharing) -> Self {
+        let delta = (sharing == EmbeddingSharing::Gdes).then(|| {
+            let w = &model.deberta.embeddings.word_embeddings.weight;
+            Param::from_tensor(Tensor::zeros(w.dims(), &w.device()))
+        });
+        Discriminator { model, word_embeddings_delta: delta }
+    }
+
+    /// The word embedding the discriminator uses, given the generator's `E_G`.
+    pub fn embedding(&self, generator_embedding: Tensor<B, 2>, sharing: EmbeddingSharing) -> Tensor<B, 2> {
+        match sharing {
+            EmbeddingSharing::Gdes => {
+                generator_embedding.detach() + self.word_embeddings_delta.as_ref().expect("E_delta").val()
+            }
+            EmbeddingSharing::Es => generator_embedding,
+            EmbeddingSharing::Nes => self.model.deberta.embeddings.word_embeddings.weight.val(),
+        }
+    }
+
+    /// RTD logits `[B, L]` with the given word embedding.
+    pub fn logits(&self, embedding: Tensor<B, 2>, batch: &Batch<B>) -> Tensor<B, 2> {
+        let [b, l] = batch.dims();
+        let [_, e] = embedding.dims();
+        let embeds = embedding.select(0, batch.input_ids.clone().reshape([b * l])).reshape([b, l, e]);
+        let encoder = self.model.deberta.forward_embeds(embeds, batch);
+        match self.model.head_forward(encoder, None).logits {
+            Some(Logits::Rank2(l)) => l,
+            _ => panic!("the discriminator needs the RTD head"),
+        }
+    }
+}
+
+/// A masked batch: `batch.input_ids` holds [MASK] at picks; `labels` the original id there, 0
+/// elsewhere (`[B, L]`).
+pub struct MaskedBatch<B: Backend> {
+    pub batch: Batch<B>,
+    pub labels: Tensor<B, 2, Int>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    pub mlm_loss: f32,
+    pub rtd_loss: f32,
+    pub generator_grad_norm: f64,
+    pub discriminator_grad_norm: f64,
+    /// Fraction of picks whose sample differs from the original.
+    pub replaced_fraction: f32,
+}
+
+pub fn generator_word_embedding<B: Backend>(generator: &DebertaModel<B>) -> Tensor<B, 2> {
+    generator.deberta.embeddings.word_embeddings.weight.val()
+}
+
+/// The generator's MLM loss on masked positions and its logits.
+pub fn mlm_loss<B: Backend>(
+    generator: &DebertaModel<B>,
+    masked: &MaskedBatch<B>,
+) -> (Tensor<B, 1>, Tensor<B, 3>) {
+    assert_eq!(generator.head(), Head::EnhancedMaskDecoderLm, "the generator needs the EMD head");
+    let logits = match generator.forward(&masked.batch, None).logits {
+        Some(Logits::Rank3(l)) => l,
+        _ => unreachable!(),
+    };
+    let [b, l, v] = logits.dims();
+    // Label 0 means "not a pick": shift to the ignore value the loss skips.
+    let labels = masked.labels.clone().reshape([b * l]);
+    let labels = labels.clone().mask_fill(labels.equal_elem(0), -1);
+    (cross_entropy(logits.clone().reshape([b * l, v]), labels), logits)
+}
+
+/// Samples a replacement at every pick from `softmax(logits)` with the given uniforms
+/// (`[B, L]`, in [0, 1)), by inverse CDF, and builds the discriminator's input and labels.
+/// Drawing the uniforms on the host keeps sampling reproducible and resumable.
+pub fn replace<B: Backend>(
+    logits: Tensor<B, 3>,
+    masked: &MaskedBatch<B>,
+    uniforms: Tensor<B, 2>,
+) -> (Batch<B>, Tensor<B, 2>) {
+    let [b, l, v] = logits.dims();
+    let cdf = activation::softmax(logits.detach(), 2).cumsum(2);
+    let u = uniforms.reshape([b, l, 1]).expand([b, l, v]);
+    let sample = cdf.lower_equal(u).int().sum_dim(2).reshape([b, l]).clamp_max(v as i64 - 1);
+    let picked = masked.labels.clone().greater_elem(0);
+    let input_ids = masked.batch.input_ids.clone().mask_where(picked.clone(), sample.clone());
+    // A sample equal to the original is "not replaced".
+    let replaced = picked.bool_and(sample.not_equal(masked.labels.clone()));
+    let batch = Batch {
+        input_ids,
+        attention_mask: masked.batch.attention_mask.clone(),
+        token_type_ids: masked.batch.token_type_ids.clone(),
+    };
+    (batch, replaced.float())
+}
+
+/// `lambda * mean BCE` over real tokens.
+pub fn rtd_loss<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 2>,
+    attention_mask: &Tensor<B, 2, Int>,
+    lambda: f64,
+) -> Tensor<B, 1> {
+    let [b, l] = logits.dims();
+    bce_with_logits(
+        logits.reshape([b * l]),
+        targets.reshape([b * l]),
+        attention_mask.clone().float().reshape([b * l]),
+    ) * lambda
+}
+
+pub struct RtdTrainer<B: AutodiffBackend> {
+    pub sharing: EmbeddingSharing,
+    pub lambda: f64,
+    pub generator_opt: AdamW<B>,
+    pub discriminator_opt: AdamW<B>,
+}
+
+impl<B: AutodiffBackend> RtdTrainer<B> {
+    /// One step; returns the updated models.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        generator: DebertaModel<B>,
+        discriminator: Discriminator<B>,
+        masked: &MaskedBatch<B>,
+        uniforms: Tensor<B, 2>,
+    ) -> (DebertaModel<B>, Discriminator<B>, StepStats) {
+        let (mlm, logits) = mlm_loss(&generator, masked);
+        let (disc_batch, targets) = replace(logits, masked, uniforms);
+        let picks: f32 = masked.labels.clone().greater_elem(0).int().sum().into_scalar().elem();
+        let replaced: f32 = targets.clone().sum().into_scalar().elem();
+        let mlm_value: f32 = mlm.clone().into_scalar().elem();
+
+        let (generator, discriminator, rtd_value, gnorm, dnorm) = match self.sharing {
+            EmbeddingSharing::Es => {
+                let emb = discriminator.embedding(generator_word_embedding(&generator), self.sharing);
+                let rtd = rtd_loss(
+                    discriminator.logits(emb, &disc_batch),
+                    targets,
+                    &disc_batch.attention_mask,
+                    self.lambda,
+                );
+                let rtd_value: f32 = rtd.clone().into_scalar().elem();
+                let mut grads = (mlm + rtd).backward();
+                let g_grads = GradientsParams::from_module(&mut grads, &generator);
+                let d_grads = GradientsParams::from_module(&mut grads, &discriminator);
+                let (generator, gnorm) = self.generator_opt.step(lr, generator, g_grads);
+                let (discriminator, dnorm) = self.discriminator_opt.step(lr, discriminator, d_grads);
+                (generator, discriminator, rtd_value, gnorm, dnorm)
+            }
+            EmbeddingSharing::Gdes | EmbeddingSharing::Nes => {
+                let grads = GradientsParams::from_grads(mlm.backward(), &generator);
+                let (generator, gnorm) = self.generator_opt.step(lr, generator, grads);
+                // Rebuilt from the just-updated generator embedding.
+                let emb = discriminator.embedding(generator_word_embedding(&generator), self.sharing);
+                let rtd = rtd_loss(
+                    discriminator.logits(emb, &disc_batch),
+                    targets,
+                    &disc_batch.attention_mask,
+                    self.lambda,
+                );
+                let rtd_value: f32 = rtd.clone().into_scalar().elem();
+                let grads = GradientsParams::from_grads(rtd.backward(), &discriminator);
+                let (discriminator, dnorm) = self.discriminator_opt.step(lr, discriminator, grads);
+                (generator, discriminator, rtd_value, gnorm, dnorm)
+            }
+        };
+        let stats = StepStats {
+            mlm_loss: mlm_value,
+            rtd_loss: rtd_value,
+            generator_grad_norm: gnorm,
+            discriminator_grad_norm: dnorm,
+            replaced_fraction: replaced / picks.max(1.0),
+        };
+        (generator, discriminator, stats)
+    }
+}
+
+/// The discriminator's word embedding for export: `E_G + E_delta` (GDES), `E_G` (ES), its own (NES).
+pub fn merged_embedding<B: AutodiffBackend>(
+    generator: &DebertaModel<B>,
+    discriminator: &Discriminator<B>,
+    sharing: EmbeddingSharing,
+) -> Tensor<B::InnerBackend, 2> {
+    discriminator.valid().embedding(generator_word_embedding(&generator.valid()), sharing)
+}
