@@ -294,8 +294,11 @@ def keep_identical_pickles(d, previous):
     every run; put back the previous file when it holds the same tensors (reruns keep git clean)."""
     path = os.path.join(d, "pytorch_model.bin")
     old = previous.get("pytorch_model.bin")
-    if old is None or not os.path.exists(path) or open(path, "rb").read() == old:
+    if old is None or not os.path.exists(path):
         return
+    with open(path, "rb") as fh:
+        if fh.read() == old:
+            return
     tmp = path + ".previous"
     with open(tmp, "wb") as fh:
         fh.write(old)

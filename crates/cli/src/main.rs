@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod convert;
+mod debug;
 mod forward;
 mod init;
 
@@ -20,6 +21,9 @@ struct Cli {
 enum Command {
     /// Run a model on token ids and write its outputs as safetensors.
     Forward(forward::Args),
+    /// Numerical introspection (gradients of one RTD step, ...).
+    #[command(subcommand)]
+    Debug(debug::Command),
     /// Measure inference throughput on random weights.
     Bench(bench::Args),
     /// Create a randomly initialised model (HF-style init) as an HF directory.
@@ -41,6 +45,7 @@ fn main() {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Debug(command) => debug::run(command),
         Command::Convert(args) => convert::run(args),
     };
     if let Err(e) = result {

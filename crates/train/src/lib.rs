@@ -2,6 +2,7 @@
 //! code runs it, and one replaced-token-detection step with each embedding-sharing variant the
 //! paper compares (GDES, ES, NES).
 
+pub mod debug;
 pub mod masking;
 pub mod optim;
 pub mod rtd;

@@ -1,0 +1,130 @@
+//! `deberta debug rtd-step`: the losses and every parameter gradient of one generator step and
+//! one discriminator step on a fixed batch (fixed picks, fixed replacements), under their
+//! checkpoint names, for comparison with a PyTorch reference (`scripts/make_rtd_fixture.py`).
+//!
+//! Both gradients are taken at the loaded weights: the discriminator sees
+//! `E_D = stop_grad(E_G) + E_delta` with the generator's loaded `E_G` (in training, the updated
+//! one; the update is AdamW's, tested on its own). `E_delta` is read from the discriminator's
+//! `deberta.embeddings.word_embeddings._weight`, the official code's name for it, or is zero.
+
+use crate::rtd::{
+    generator_word_embedding, mlm_loss, rtd_loss, Discriminator, EmbeddingSharing, MaskedBatch,
+};
+use burn::module::{ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use deberta_io::checkpoint::checkpoint_tensors;
+use deberta_io::{HostTensor, IoError, TensorMap};
+use deberta_model::{Batch, DebertaConfig, DebertaModel};
+use std::path::Path;
+
+pub const DELTA_KEY: &str = "deberta.embeddings.word_embeddings._weight";
+
+/// The fixed batch: `input_ids` (with [MASK] at picks), `attention_mask`, `labels` (original id
+/// at picks, 0 elsewhere) and `replacements` (the sampled id at picks, 0 elsewhere), all `[B][L]`.
+pub fn read_rtd_batch<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(MaskedBatch<B>, Tensor<B, 2, Int>), IoError> {
+    let err = |message: String| IoError::Input { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| IoError::file(path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let grid = |key: &str| -> Result<(Vec<i64>, [usize; 2]), IoError> {
+        let rows =
+            v[key].as_array().ok_or_else(|| err(format!("missing `{key}` ([batch][token] integers)")))?;
+        let len = rows.first().and_then(|r| r.as_array()).map(|r| r.len()).unwrap_or(0);
+        let mut out = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            let r = r
+                .as_array()
+                .filter(|r| r.len() == len)
+                .ok_or_else(|| err(format!("`{key}[{i}]` is not a row of {len} integers")))?;
+            for x in r {
+                out.push(x.as_i64().ok_or_else(|| err(format!("`{key}[{i}]` holds {x}, not an integer")))?);
+            }
+        }
+        if out.is_empty() {
+            return Err(err(format!("`{key}` is empty")));
+        }
+        Ok((out, [rows.len(), len]))
+    };
+    let (ids, shape) = grid("input_ids")?;
+    let t = |key: &str| -> Result<Tensor<B, 2, Int>, IoError> {
+        let (values, s) = grid(key)?;
+        if s != shape {
+            return Err(err(format!("`{key}` has shape {s:?}, `input_ids` {shape:?}")));
+        }
+        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    };
+    let masked = MaskedBatch {
+        batch: Batch {
+            input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            attention_mask: t("attention_mask")?,
+            token_type_ids: None,
+        },
+        labels: t("labels")?,
+    };
+    Ok((masked, t("replacements")?))
+}
+
+/// Replaces every parameter by its gradient (zeros where there is none), so the usual
+/// checkpoint naming applies to gradients too.
+struct ToGrad<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for ToGrad<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let grad = tensor.grad(self.grads).unwrap_or_else(|| tensor.inner().zeros_like());
+        Param::from_mapped_value(id, Tensor::from_inner(grad), mapper)
+    }
+}
+
+fn grads_of<B: AutodiffBackend>(
+    model: DebertaModel<B>,
+    config: &DebertaConfig,
+    grads: &B::Gradients,
+    prefix: &str,
+) -> TensorMap {
+    let model = model.map(&mut ToGrad::<B> { grads });
+    checkpoint_tensors(&model, config).into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect()
+}
+
+/// Losses (`mlm_loss`, `rtd_loss`, shape [1]) and gradients (`generator.*`, `discriminator.*`).
+#[allow(clippy::too_many_arguments)]
+pub fn rtd_step_gradients<B: AutodiffBackend>(
+    generator: DebertaModel<B>,
+    generator_config: &DebertaConfig,
+    discriminator: DebertaModel<B>,
+    discriminator_config: &DebertaConfig,
+    delta: Option<Tensor<B, 2>>,
+    masked: &MaskedBatch<B>,
+    replacements: Tensor<B, 2, Int>,
+    lambda: f64,
+) -> TensorMap {
+    let mut out = TensorMap::new();
+    let (mlm, _) = mlm_loss(&generator, masked);
+    out.insert("mlm_loss".into(), HostTensor::from_burn(mlm.clone().into_data()));
+    let grads = mlm.backward();
+    let e_g = generator_word_embedding(&generator);
+    out.extend(grads_of(generator, generator_config, &grads, "generator."));
+
+    let mut disc = Discriminator::new(discriminator, EmbeddingSharing::Gdes);
+    if let Some(d) = delta {
+        disc.word_embeddings_delta = Some(Param::from_tensor(d));
+    }
+    let picked = masked.labels.clone().greater_elem(0);
+    let input_ids = masked.batch.input_ids.clone().mask_where(picked.clone(), replacements.clone());
+    let targets = picked.bool_and(replacements.not_equal(masked.labels.clone())).float();
+    let batch = Batch { input_ids, ..masked.batch.clone() };
+    let emb = disc.embedding(e_g, EmbeddingSharing::Gdes);
+    let rtd = rtd_loss(disc.logits(emb, &batch), targets, &batch.attention_mask, lambda);
+    out.insert("rtd_loss".into(), HostTensor::from_burn(rtd.clone().into_data()));
+    let grads = rtd.backward();
+    let delta = disc.word_embeddings_delta.as_ref().expect("GDES delta");
+    let delta_grad = delta.val().grad(&grads).expect("E_delta is in the RTD graph");
+    out.insert(format!("discriminator.{DELTA_KEY}"), HostTensor::from_burn(delta_grad.into_data()));
+    out.extend(grads_of(disc.model, discriminator_config, &grads, "discriminator."));
+    out
+}
