@@ -8,7 +8,8 @@
 //! `deberta.embeddings.word_embeddings._weight`, the official code's name for it, or is zero.
 
 use crate::rtd::{
-    generator_word_embedding, mlm_loss, rtd_loss, Discriminator, EmbeddingSharing, MaskedBatch,
+    generator_word_embedding, mlm_loss, replaced_batch, rtd_loss, Discriminator, EmbeddingSharing,
+    MaskedBatch,
 };
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
@@ -25,7 +26,7 @@ pub const DELTA_KEY: &str = "deberta.embeddings.word_embeddings._weight";
 pub fn read_rtd_batch<B: Backend>(
     path: &Path,
     device: &B::Device,
-) -> Result<(MaskedBatch<B>, Tensor<B, 2, Int>), IoError> {
+) -> Result<(MaskedBatch<B>, Vec<i64>), IoError> {
     let err = |message: String| IoError::Input { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|e| IoError::file(path, e))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
@@ -56,15 +57,20 @@ pub fn read_rtd_batch<B: Backend>(
         }
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     };
-    let masked = MaskedBatch {
-        batch: Batch {
-            input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
-            attention_mask: t("attention_mask")?,
-            token_type_ids: None,
-        },
-        labels: t("labels")?,
+    let (labels, s) = grid("labels")?;
+    if s != shape {
+        return Err(err(format!("`labels` has shape {s:?}, `input_ids` {shape:?}")));
+    }
+    let batch = Batch {
+        input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
+        attention_mask: t("attention_mask")?,
+        token_type_ids: None,
     };
-    Ok((masked, t("replacements")?))
+    let (replacements, s) = grid("replacements")?;
+    if s != shape {
+        return Err(err(format!("`replacements` has shape {s:?}, `input_ids` {shape:?}")));
+    }
+    Ok((MaskedBatch::new(batch, labels), replacements))
 }
 
 /// Replaces every parameter by its gradient (zeros where there is none), so the usual
@@ -100,7 +106,7 @@ pub fn rtd_step_gradients<B: AutodiffBackend>(
     discriminator_config: &DebertaConfig,
     delta: Option<Tensor<B, 2>>,
     masked: &MaskedBatch<B>,
-    replacements: Tensor<B, 2, Int>,
+    replacements: Vec<i64>,
     lambda: f64,
 ) -> TensorMap {
     let mut out = TensorMap::new();
@@ -114,10 +120,7 @@ pub fn rtd_step_gradients<B: AutodiffBackend>(
     if let Some(d) = delta {
         disc.word_embeddings_delta = Some(Param::from_tensor(d));
     }
-    let picked = masked.labels.clone().greater_elem(0);
-    let input_ids = masked.batch.input_ids.clone().mask_where(picked.clone(), replacements.clone());
-    let targets = picked.bool_and(replacements.not_equal(masked.labels.clone())).float();
-    let batch = Batch { input_ids, ..masked.batch.clone() };
+    let (batch, targets) = replaced_batch(masked, masked.picks.iter().map(|&k| replacements[k]));
     let emb = disc.embedding(e_g, EmbeddingSharing::Gdes);
     let rtd = rtd_loss(disc.logits(emb, &batch), targets, &batch.attention_mask, lambda);
     out.insert("rtd_loss".into(), HostTensor::from_burn(rtd.clone().into_data()));

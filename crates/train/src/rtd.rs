@@ -64,11 +64,30 @@ impl<B: Backend> Discriminator<B> {
     }
 }
 
-/// A masked batch: `batch.input_ids` holds [MASK] at picks; `labels` the original id there, 0
-/// elsewhere (`[B, L]`).
+/// A masked batch: `batch.input_ids` holds [MASK] at the picks; `labels` the original id there,
+/// 0 elsewhere (`[B, L]`, kept on the host: the picks decide which rows the heads compute).
 pub struct MaskedBatch<B: Backend> {
     pub batch: Batch<B>,
-    pub labels: Tensor<B, 2, Int>,
+    pub labels: Vec<i64>,
+    /// Flat positions (`b * L + i`) of the picks, in order.
+    pub picks: Vec<usize>,
+}
+
+impl<B: Backend> MaskedBatch<B> {
+    pub fn new(batch: Batch<B>, labels: Vec<i64>) -> Self {
+        let picks = labels.iter().enumerate().filter(|(_, &l)| l > 0).map(|(k, _)| k).collect();
+        MaskedBatch { batch, labels, picks }
+    }
+
+    fn pick_tensor(&self) -> Tensor<B, 1, Int> {
+        let p: Vec<i64> = self.picks.iter().map(|&k| k as i64).collect();
+        Tensor::from_data(TensorData::new(p, [self.picks.len()]), &self.batch.input_ids.device())
+    }
+
+    fn pick_labels(&self) -> Tensor<B, 1, Int> {
+        let l: Vec<i64> = self.picks.iter().map(|&k| self.labels[k]).collect();
+        Tensor::from_data(TensorData::new(l, [self.picks.len()]), &self.batch.input_ids.device())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -85,45 +104,64 @@ pub fn generator_word_embedding<B: Backend>(generator: &DebertaModel<B>) -> Tens
     generator.deberta.embeddings.word_embeddings.weight.val()
 }
 
-/// The generator's MLM loss on masked positions and its logits.
+/// The generator's MLM loss over the picks and its logits there (`[picks, V]`). As in the
+/// official code, the LM head runs on the picked rows only (the EMD's rows are independent).
 pub fn mlm_loss<B: Backend>(
     generator: &DebertaModel<B>,
     masked: &MaskedBatch<B>,
-) -> (Tensor<B, 1>, Tensor<B, 3>) {
+) -> (Tensor<B, 1>, Tensor<B, 2>) {
     assert_eq!(generator.head(), Head::EnhancedMaskDecoderLm, "the generator needs the EMD head");
-    let logits = match generator.forward(&masked.batch, None).logits {
-        Some(Logits::Rank3(l)) => l,
-        _ => unreachable!(),
-    };
-    let [b, l, v] = logits.dims();
-    // Label 0 means "not a pick": shift to the ignore value the loss skips.
-    let labels = masked.labels.clone().reshape([b * l]);
-    let labels = labels.clone().mask_fill(labels.equal_elem(0), -1);
-    (cross_entropy(logits.clone().reshape([b * l, v]), labels), logits)
+    let encoder = generator.deberta.forward(&masked.batch);
+    let states = generator.enhanced_mask_decoder(&encoder);
+    let [b, l, h] = states.dims();
+    let n = masked.picks.len();
+    let rows = states.reshape([b * l, h]).select(0, masked.pick_tensor()).reshape([1, n, h]);
+    let lm = generator.lm_predictions.as_ref().expect("lm_predictions");
+    let logits = lm.forward(rows, generator_word_embedding(generator));
+    let [_, _, v] = logits.dims();
+    let logits = logits.reshape([n, v]);
+    (cross_entropy(logits.clone(), masked.pick_labels()), logits)
 }
 
-/// Samples a replacement at every pick from `softmax(logits)` with the given uniforms
-/// (`[B, L]`, in [0, 1)), by inverse CDF, and builds the discriminator's input and labels.
+/// Samples a replacement for every pick from `softmax(logits)` by inverse CDF with the given
+/// uniforms (one per pick, in [0, 1)) and builds the discriminator's input and its targets
+/// (1 where a pick's sample differs from the original: an equal sample is "not replaced").
 /// Drawing the uniforms on the host keeps sampling reproducible and resumable.
 pub fn replace<B: Backend>(
-    logits: Tensor<B, 3>,
+    logits: Tensor<B, 2>,
     masked: &MaskedBatch<B>,
-    uniforms: Tensor<B, 2>,
+    uniforms: &[f32],
 ) -> (Batch<B>, Tensor<B, 2>) {
-    let [b, l, v] = logits.dims();
-    let cdf = activation::softmax(logits.detach(), 2).cumsum(2);
-    let u = uniforms.reshape([b, l, 1]).expand([b, l, v]);
-    let sample = cdf.lower_equal(u).int().sum_dim(2).reshape([b, l]).clamp_max(v as i64 - 1);
-    let picked = masked.labels.clone().greater_elem(0);
-    let input_ids = masked.batch.input_ids.clone().mask_where(picked.clone(), sample.clone());
-    // A sample equal to the original is "not replaced".
-    let replaced = picked.bool_and(sample.not_equal(masked.labels.clone()));
+    let [n, v] = logits.dims();
+    assert_eq!(uniforms.len(), n, "one uniform per pick");
+    let device = logits.device();
+    let cdf = activation::softmax(logits.detach(), 1).cumsum(1);
+    let u = Tensor::<B, 1>::from_data(TensorData::new(uniforms.to_vec(), [n]), &device);
+    let samples = cdf.lower_equal(u.reshape([n, 1]).expand([n, v])).int().sum_dim(1).clamp_max(v as i64 - 1);
+    let samples: Vec<i64> = samples.into_data().convert::<i64>().into_vec().expect("ints");
+    let samples = samples.iter().map(|&s| s as i64);
+    replaced_batch(masked, samples)
+}
+
+/// The discriminator's batch and targets for given sampled ids at the picks.
+pub fn replaced_batch<B: Backend>(
+    masked: &MaskedBatch<B>,
+    samples: impl Iterator<Item = i64>,
+) -> (Batch<B>, Tensor<B, 2>) {
+    let shape = masked.batch.dims();
+    let device = masked.batch.input_ids.device();
+    let mut ids: Vec<i64> = masked.batch.input_ids.to_data().convert::<i64>().into_vec().expect("ints");
+    let mut targets = vec![0f32; ids.len()];
+    for (&k, s) in masked.picks.iter().zip(samples) {
+        ids[k] = s;
+        targets[k] = (s != masked.labels[k]) as i32 as f32;
+    }
     let batch = Batch {
-        input_ids,
+        input_ids: Tensor::from_data(TensorData::new(ids, shape), &device),
         attention_mask: masked.batch.attention_mask.clone(),
         token_type_ids: masked.batch.token_type_ids.clone(),
     };
-    (batch, replaced.float())
+    (batch, Tensor::from_data(TensorData::new(targets, shape), &device))
 }
 
 /// `lambda * mean BCE` over real tokens.
@@ -156,11 +194,11 @@ impl<B: AutodiffBackend> RtdTrainer<B> {
         generator: DebertaModel<B>,
         discriminator: Discriminator<B>,
         masked: &MaskedBatch<B>,
-        uniforms: Tensor<B, 2>,
+        uniforms: &[f32],
     ) -> (DebertaModel<B>, Discriminator<B>, StepStats) {
         let (mlm, logits) = mlm_loss(&generator, masked);
         let (disc_batch, targets) = replace(logits, masked, uniforms);
-        let picks: f32 = masked.labels.clone().greater_elem(0).int().sum().into_scalar().elem();
+        let picks = masked.picks.len() as f32;
         let replaced: f32 = targets.clone().sum().into_scalar().elem();
         let mlm_value: f32 = mlm.clone().into_scalar().elem();
 

@@ -34,22 +34,16 @@ fn models(sharing: EmbeddingSharing) -> (DebertaModel<B>, Discriminator<B>) {
 fn masked() -> MaskedBatch<B> {
     let device = Default::default();
     let t = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [2, 6]), &device);
-    MaskedBatch {
-        batch: Batch {
-            input_ids: t(vec![1, 29, 7, 29, 9, 2, 1, 12, 29, 2, 0, 0]),
-            attention_mask: t(vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]),
-            token_type_ids: None,
-        },
-        labels: t(vec![0, 5, 0, 8, 0, 0, 0, 0, 14, 0, 0, 0]),
-    }
+    let batch = Batch {
+        input_ids: t(vec![1, 29, 7, 29, 9, 2, 1, 12, 29, 2, 0, 0]),
+        attention_mask: t(vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]),
+        token_type_ids: None,
+    };
+    MaskedBatch::new(batch, vec![0, 5, 0, 8, 0, 0, 0, 0, 14, 0, 0, 0])
 }
 
-fn uniforms() -> Tensor<B, 2> {
-    Tensor::from_data(
-        TensorData::new((0..12).map(|k| (k as f32 * 0.37).fract()).collect::<Vec<_>>(), [2, 6]),
-        &Default::default(),
-    )
-}
+/// One uniform per pick (three picks).
+const UNIFORMS: [f32; 3] = [0.37, 0.74, 0.11];
 
 #[test]
 fn gdes_separates_the_gradients() {
@@ -65,7 +59,7 @@ fn gdes_separates_the_gradients() {
     assert!(delta.val().grad(&grads).is_none());
 
     // RTD loss: E_delta gets a gradient, E_G none.
-    let (batch, targets) = replace(logits, &m, uniforms());
+    let (batch, targets) = replace(logits, &m, &UNIFORMS);
     let emb = discriminator.embedding(generator_word_embedding(&generator), EmbeddingSharing::Gdes);
     let rtd = rtd_loss(discriminator.logits(emb, &batch), targets, &batch.attention_mask, 50.0);
     let grads = rtd.backward();
@@ -79,7 +73,7 @@ fn es_lets_rtd_gradients_into_the_shared_embedding() {
     assert!(discriminator.word_embeddings_delta.is_none());
     let m = masked();
     let (_, logits) = mlm_loss(&generator, &m);
-    let (batch, targets) = replace(logits, &m, uniforms());
+    let (batch, targets) = replace(logits, &m, &UNIFORMS);
     let emb = discriminator.embedding(generator_word_embedding(&generator), EmbeddingSharing::Es);
     let grads = rtd_loss(discriminator.logits(emb, &batch), targets, &batch.attention_mask, 1.0).backward();
     let e_g = &generator.deberta.embeddings.word_embeddings.weight;
@@ -92,12 +86,12 @@ fn a_sample_equal_to_the_original_is_not_replaced() {
     let device = Default::default();
     // Logits putting all mass on id 5 everywhere: position 1 (original 5) is "not replaced",
     // positions 3 (8) and 8 (14) are replaced; unpicked positions keep their ids.
-    let mut logits = vec![-1e4f32; 2 * 6 * 30];
-    for row in 0..12 {
+    let mut logits = vec![-1e4f32; 3 * 30];
+    for row in 0..3 {
         logits[row * 30 + 5] = 1e4;
     }
-    let logits = Tensor::<B, 3>::from_data(TensorData::new(logits, [2, 6, 30]), &device);
-    let (batch, targets) = replace(logits, &m, uniforms());
+    let logits = Tensor::<B, 2>::from_data(TensorData::new(logits, [3, 30]), &device);
+    let (batch, targets) = replace(logits, &m, &UNIFORMS);
     let ids: Vec<i64> = batch.input_ids.into_data().convert::<i64>().into_vec().unwrap();
     assert_eq!(ids, vec![1, 5, 7, 5, 9, 2, 1, 12, 5, 2, 0, 0]);
     let t: Vec<f32> = targets.into_data().into_vec().unwrap();
@@ -116,7 +110,7 @@ fn every_variant_steps_and_gdes_exports_e_g_plus_delta() {
         };
         let before = generator.deberta.embeddings.word_embeddings.weight.val().inner();
         let (generator, discriminator, stats) =
-            trainer.step(1e-3, generator, discriminator, &masked(), uniforms());
+            trainer.step(1e-3, generator, discriminator, &masked(), &UNIFORMS);
         assert!(stats.mlm_loss.is_finite() && stats.rtd_loss.is_finite(), "{sharing:?}: {stats:?}");
         let after = generator.deberta.embeddings.word_embeddings.weight.val().inner();
         assert!((after.clone() - before).abs().max().into_scalar() > 0.0, "{sharing:?}: E_G moved");
