@@ -139,8 +139,7 @@ pub fn replace<B: Backend>(
     let u = Tensor::<B, 1>::from_data(TensorData::new(uniforms.to_vec(), [n]), &device);
     let samples = cdf.lower_equal(u.reshape([n, 1]).expand([n, v])).int().sum_dim(1).clamp_max(v as i64 - 1);
     let samples: Vec<i64> = samples.into_data().convert::<i64>().into_vec().expect("ints");
-    let samples = samples.iter().map(|&s| s as i64);
-    replaced_batch(masked, samples)
+    replaced_batch(masked, samples.into_iter())
 }
 
 /// The discriminator's batch and targets for given sampled ids at the picks.
