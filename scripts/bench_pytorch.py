@@ -33,6 +33,9 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--train", action="store_true",
+                   help="one RTD step: generator (half depth, EMD head, LM head on picks) and discriminator "
+                        "(RTD head, GDES) forward, backward and AdamW, like `deberta bench --train`")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -44,6 +47,8 @@ def main():
         position_biased_input=False, type_vocab_size=0, layer_norm_eps=1e-7,
     )
     torch.manual_seed(0)
+    if a.train:
+        return bench_train(a, config)
     model = DebertaV2Model(config).eval()
     ids = torch.randint(4, 128000, (a.batch, a.seq_len))
     mask = torch.ones_like(ids)
@@ -62,6 +67,81 @@ def main():
           f"{tps:.0f} tokens/s, peak RSS {peak / 2**20:.0f} MiB, threads {torch.get_num_threads()}")
     if a.json:
         print(json.dumps({"mode": "inference", "preset": a.preset, "batch": a.batch, "seq_len": a.seq_len,
+                          "median_seconds": median, "tokens_per_second": tps, "peak_rss_bytes": peak}))
+
+
+def bench_train(a, config):
+    import copy
+    import os
+    import sys
+
+    import torch.nn.functional as F
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_fixtures import EmdGenerator, RtdDiscriminator
+
+    gconfig = copy.deepcopy(config)
+    gconfig.num_hidden_layers = max(config.num_hidden_layers // 2, 1)
+    gen, disc = EmdGenerator(gconfig).train(), RtdDiscriminator(config).train()
+    delta = torch.nn.Parameter(torch.zeros_like(disc.deberta.embeddings.word_embeddings.weight))
+    opt_g = torch.optim.AdamW(gen.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
+    opt_d = torch.optim.AdamW(list(disc.parameters()) + [delta], lr=1e-4, eps=1e-6, weight_decay=0.01)
+    B, L = a.batch, a.seq_len
+    ids = torch.randint(4, 128000, (B, L))
+    ids[:, 0], ids[:, -1] = 1, 2
+    mask = torch.ones_like(ids)
+    labels = torch.zeros_like(ids)
+    for b in range(B):  # one pick per window of 6, round(0.15 L) picks
+        picks = [1 + w * 6 + int(torch.randint(0, 6, ())) for w in range(round(0.15 * L))]
+        labels[b, picks] = ids[b, picks]
+        ids[b, picks] = 128000
+    sel = labels.reshape(-1) > 0
+
+    def step():
+        enc = gen.deberta.encoder
+        out = gen.deberta(ids, attention_mask=mask, output_hidden_states=True)
+        h = out.hidden_states[-2]
+        query = gen.position_embeddings(torch.arange(L))[None] + h
+        mask4, rel_pos, rel = enc.get_attention_mask(mask), enc.get_rel_pos(h), enc.get_rel_embedding()
+        for _ in range(2):
+            query = enc.layer[-1](h, mask4, query_states=query, relative_pos=rel_pos, rel_embeddings=rel)[0]
+        rows = query.reshape(B * L, -1)[sel]
+        head = gen.lm_predictions.lm_head
+        logits = head.LayerNorm(gen.act(head.dense(rows))) @ gen.deberta.embeddings.word_embeddings.weight.t() + head.bias
+        mlm = F.cross_entropy(logits, labels.reshape(-1)[sel])
+        opt_g.zero_grad()
+        mlm.backward()
+        torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
+        opt_g.step()
+        with torch.no_grad():
+            samples = torch.multinomial(F.softmax(logits.detach(), -1), 1).squeeze(-1)
+        d_ids = ids.reshape(-1).clone()
+        d_ids[sel] = samples
+        targets = (d_ids != torch.where(sel, labels.reshape(-1), ids.reshape(-1))).float().reshape(B, L)
+        e_d = gen.deberta.embeddings.word_embeddings.weight.detach() + delta
+        hd = disc.deberta(inputs_embeds=e_d[d_ids.reshape(B, L)], attention_mask=mask).last_hidden_state
+        mp = disc.mask_predictions
+        z = mp.classifier(disc.act(mp.dense(mp.LayerNorm(hd + hd[:, 0:1])))).squeeze(-1)
+        rtd = 50.0 * F.binary_cross_entropy_with_logits(z, targets)
+        opt_d.zero_grad()
+        rtd.backward()
+        torch.nn.utils.clip_grad_norm_(list(disc.parameters()) + [delta], 1.0)
+        opt_d.step()
+
+    times = []
+    for i in range(a.warmup + a.runs):
+        t = time.perf_counter()
+        step()
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t)
+    times.sort()
+    median = times[len(times) // 2]
+    tps = B * L / median
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"pytorch train {a.preset} batch {B} x {L}: median {median * 1e3:.1f} ms, {tps:.0f} tokens/s, "
+          f"peak RSS {peak / 2**20:.0f} MiB, threads {torch.get_num_threads()}")
+    if a.json:
+        print(json.dumps({"mode": "train", "preset": a.preset, "batch": B, "seq_len": L,
                           "median_seconds": median, "tokens_per_second": tps, "peak_rss_bytes": peak}))
 
 

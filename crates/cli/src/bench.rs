@@ -6,6 +6,7 @@ use crate::backend::parse_device;
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use deberta_model::config::{preset_json, PRESETS};
 use deberta_model::{Batch, DebertaConfig, DebertaModel, Head};
 use std::time::Instant;
@@ -27,6 +28,10 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Time one full RTD training step (generator and discriminator forward, backward, AdamW;
+    /// GDES; the generator half as deep) instead of inference.
+    #[arg(long)]
+    train: bool,
     /// Print a JSON line last.
     #[arg(long)]
     json: bool,
@@ -45,7 +50,98 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("unknown preset {:?} (one of {})", args.preset, PRESETS.join(", ")))?;
     let serde_json::Value::Object(map) = json else { unreachable!("presets are objects") };
     let config = DebertaConfig::from_map(map)?;
+    if args.train {
+        return with_backend!(args.device, |B, device| bench_train::<burn::backend::Autodiff<B>>(
+            &args, &config, &device
+        ));
+    }
     with_backend!(args.device, |B, device| bench_inference::<B>(&args, &config, &device))
+}
+
+/// Median seconds of `runs` calls after `warmup` calls.
+fn time_runs(args: &Args, mut step: impl FnMut()) -> f64 {
+    for _ in 0..args.warmup {
+        step();
+    }
+    let mut times: Vec<f64> = (0..args.runs)
+        .map(|_| {
+            let t = Instant::now();
+            step();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn report(args: &Args, mode: &str, median: f64) {
+    let (b, l) = (args.batch, args.seq_len);
+    let tokens_per_second = (b * l) as f64 / median;
+    let peak = peak_rss_bytes();
+    println!(
+        "{mode} {} batch {b} x {l}: median {:.1} ms, {tokens_per_second:.0} tokens/s, peak RSS {:.0} MiB",
+        args.preset,
+        median * 1e3,
+        peak.unwrap_or(0) as f64 / 1048576.0
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "mode": mode, "preset": args.preset, "batch": b, "seq_len": l,
+                "median_seconds": median, "tokens_per_second": tokens_per_second,
+                "peak_rss_bytes": peak, "runs": args.runs,
+            })
+        );
+    }
+}
+
+fn bench_train<B: AutodiffBackend>(args: &Args, config: &DebertaConfig, device: &B::Device) -> Result<()> {
+    use deberta_train::masking::{mask_row, MaskingConfig};
+    use deberta_train::optim::{AdamW, AdamWConfig};
+    use deberta_train::rtd::{Discriminator, EmbeddingSharing, MaskedBatch, RtdTrainer};
+    use rand::{Rng, SeedableRng};
+
+    B::seed(device, 0);
+    let mut gen_config = config.clone();
+    gen_config.num_hidden_layers = (config.num_hidden_layers / 2).max(1);
+    let mut generator = DebertaModel::<B>::new(&gen_config, Head::EnhancedMaskDecoderLm, device);
+    let mut discriminator = Discriminator::new(
+        DebertaModel::<B>::new(config, Head::ReplacedTokenDetection, device),
+        EmbeddingSharing::Gdes,
+    );
+    let mut trainer = RtdTrainer {
+        sharing: EmbeddingSharing::Gdes,
+        lambda: 50.0,
+        generator_opt: AdamW::new(AdamWConfig::default()),
+        discriminator_opt: AdamW::new(AdamWConfig::default()),
+    };
+    let (b, l) = (args.batch, args.seq_len);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let masking = MaskingConfig::for_length(l, 128000);
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..b {
+        let mut row: Vec<i64> = (0..l).map(|_| rng.random_range(4..128000)).collect();
+        row[0] = 1;
+        row[l - 1] = 2;
+        let m = mask_row(&row, |t| t < 4, &masking, &mut rng);
+        ids.extend(m.input_ids);
+        labels.extend(m.labels);
+    }
+    let batch = Batch {
+        input_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, l]), device),
+        attention_mask: Tensor::<B, 2, Int>::ones([b, l], device),
+        token_type_ids: None,
+    };
+    let masked = MaskedBatch::new(batch, labels);
+    let uniforms: Vec<f32> = (0..masked.picks.len()).map(|_| rng.random()).collect();
+    let median = time_runs(args, || {
+        let (g, d, _) = trainer.step(1e-4, generator.clone(), discriminator.clone(), &masked, &uniforms);
+        generator = g;
+        discriminator = d;
+    });
+    report(args, "train", median);
+    Ok(())
 }
 
 fn bench_inference<B: Backend>(args: &Args, config: &DebertaConfig, device: &B::Device) -> Result<()> {
@@ -58,41 +154,12 @@ fn bench_inference<B: Backend>(args: &Args, config: &DebertaConfig, device: &B::
         attention_mask: Tensor::<B, 2, Int>::ones([b, l], device),
         token_type_ids: None,
     };
-    let step = || {
+    let median = time_runs(args, || {
         let out = model.forward(&batch, None).last_hidden_state();
         // Reading back a value forces the (possibly asynchronous) backend to finish.
         let _: f32 = out.sum().into_scalar().elem();
-    };
-    for _ in 0..args.warmup {
-        step();
-    }
-    let mut times: Vec<f64> = (0..args.runs)
-        .map(|_| {
-            let t = Instant::now();
-            step();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let tokens_per_second = (b * l) as f64 / median;
-    let peak = peak_rss_bytes();
-    println!(
-        "inference {} batch {b} x {l}: median {:.1} ms, {tokens_per_second:.0} tokens/s, peak RSS {:.0} MiB",
-        args.preset,
-        median * 1e3,
-        peak.unwrap_or(0) as f64 / 1048576.0
-    );
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "mode": "inference", "preset": args.preset, "batch": b, "seq_len": l,
-                "median_seconds": median, "tokens_per_second": tokens_per_second,
-                "peak_rss_bytes": peak, "runs": args.runs,
-            })
-        );
-    }
+    });
+    report(args, "inference", median);
     Ok(())
 }
 
