@@ -3,7 +3,7 @@ use crate::with_backend;
 use anyhow::{Context, Result};
 use burn::prelude::*;
 use deberta_io::inputs::read_token_rows;
-use deberta_io::{load_model, write_safetensors, HostTensor, LoadOptions, TensorMap};
+use deberta_io::{load_model, output_tensors, write_safetensors, LoadOptions};
 use deberta_model::Head;
 use std::path::PathBuf;
 
@@ -62,17 +62,7 @@ fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &
     );
     let out = loaded.model.forward(&rows.to_batch::<B>(device), rows.choices);
 
-    let mut tensors = TensorMap::new();
-    tensors.insert("last_hidden_state".into(), HostTensor::from_burn(out.last_hidden_state().into_data()));
-    if let Some(logits) = &out.logits {
-        tensors.insert("logits".into(), HostTensor::from_burn(logits.to_data()));
-    }
-    if let Some(t) = out.start_logits {
-        tensors.insert("start_logits".into(), HostTensor::from_burn(t.into_data()));
-    }
-    if let Some(t) = out.end_logits {
-        tensors.insert("end_logits".into(), HostTensor::from_burn(t.into_data()));
-    }
+    let tensors = output_tensors(out);
     write_safetensors(&args.output, &tensors)?;
     for (name, t) in &tensors {
         println!("{name}: {:?}", t.shape);

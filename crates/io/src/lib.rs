@@ -10,6 +10,23 @@ pub use tensors::{read_model_dir, read_safetensors, write_safetensors, HostTenso
 
 use std::path::{Path, PathBuf};
 
+/// A forward's outputs under HF's names: `last_hidden_state` and the head's `logits` (QA:
+/// `start_logits`, `end_logits`).
+pub fn output_tensors<B: burn::prelude::Backend>(out: deberta_model::ModelOutput<B>) -> TensorMap {
+    let mut tensors = TensorMap::new();
+    tensors.insert("last_hidden_state".into(), HostTensor::from_burn(out.last_hidden_state().into_data()));
+    if let Some(logits) = &out.logits {
+        tensors.insert("logits".into(), HostTensor::from_burn(logits.to_data()));
+    }
+    if let Some(t) = out.start_logits {
+        tensors.insert("start_logits".into(), HostTensor::from_burn(t.into_data()));
+    }
+    if let Some(t) = out.end_logits {
+        tensors.insert("end_logits".into(), HostTensor::from_burn(t.into_data()));
+    }
+    tensors
+}
+
 /// Every error names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {

@@ -9,7 +9,7 @@
 //!     max |ours - reference| / max |reference|  <=  1e-4
 
 use deberta_io::inputs::read_token_rows;
-use deberta_io::{load_model, read_safetensors, HostTensor, LoadOptions, TensorMap};
+use deberta_io::{load_model, output_tensors, read_safetensors, HostTensor, LoadOptions};
 use std::path::{Path, PathBuf};
 
 type B = burn::backend::Flex;
@@ -49,17 +49,7 @@ fn run_dir(dir: &Path, name: &str) -> Vec<(String, f64)> {
     let rows = read_token_rows(&dir.join("inputs.json"), &loaded.config, head).unwrap();
     let out = loaded.model.forward(&rows.to_batch::<B>(&device), rows.choices);
 
-    let mut ours = TensorMap::new();
-    ours.insert("last_hidden_state".into(), HostTensor::from_burn(out.last_hidden_state().into_data()));
-    if let Some(l) = &out.logits {
-        ours.insert("logits".into(), HostTensor::from_burn(l.to_data()));
-    }
-    if let Some(t) = out.start_logits {
-        ours.insert("start_logits".into(), HostTensor::from_burn(t.into_data()));
-    }
-    if let Some(t) = out.end_logits {
-        ours.insert("end_logits".into(), HostTensor::from_burn(t.into_data()));
-    }
+    let ours = output_tensors(out);
     let expected = read_safetensors(&dir.join("expected.safetensors")).unwrap();
     assert_eq!(ours.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{name}: output names");
     let mut errors = Vec::new();

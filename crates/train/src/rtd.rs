@@ -201,15 +201,17 @@ impl<B: AutodiffBackend> RtdTrainer<B> {
         let replaced: f32 = targets.clone().sum().into_scalar().elem();
         let mlm_value: f32 = mlm.clone().into_scalar().elem();
 
-        let (generator, discriminator, rtd_value, gnorm, dnorm) = match self.sharing {
+        let sharing = self.sharing;
+        let lambda = self.lambda;
+        // The discriminator's loss with the embedding it shares with `generator`.
+        let rtd_of = |generator: &DebertaModel<B>, discriminator: &Discriminator<B>| {
+            let emb = discriminator.embedding(generator_word_embedding(generator), sharing);
+            let logits = discriminator.logits(emb, &disc_batch);
+            rtd_loss(logits, targets.clone(), &disc_batch.attention_mask, lambda)
+        };
+        let (generator, discriminator, rtd_value, gnorm, dnorm) = match sharing {
             EmbeddingSharing::Es => {
-                let emb = discriminator.embedding(generator_word_embedding(&generator), self.sharing);
-                let rtd = rtd_loss(
-                    discriminator.logits(emb, &disc_batch),
-                    targets,
-                    &disc_batch.attention_mask,
-                    self.lambda,
-                );
+                let rtd = rtd_of(&generator, &discriminator);
                 let rtd_value: f32 = rtd.clone().into_scalar().elem();
                 let mut grads = (mlm + rtd).backward();
                 let g_grads = GradientsParams::from_module(&mut grads, &generator);
@@ -222,13 +224,7 @@ impl<B: AutodiffBackend> RtdTrainer<B> {
                 let grads = GradientsParams::from_grads(mlm.backward(), &generator);
                 let (generator, gnorm) = self.generator_opt.step(lr, generator, grads);
                 // Rebuilt from the just-updated generator embedding.
-                let emb = discriminator.embedding(generator_word_embedding(&generator), self.sharing);
-                let rtd = rtd_loss(
-                    discriminator.logits(emb, &disc_batch),
-                    targets,
-                    &disc_batch.attention_mask,
-                    self.lambda,
-                );
+                let rtd = rtd_of(&generator, &discriminator);
                 let rtd_value: f32 = rtd.clone().into_scalar().elem();
                 let grads = GradientsParams::from_grads(rtd.backward(), &discriminator);
                 let (discriminator, dnorm) = self.discriminator_opt.step(lr, discriminator, grads);
