@@ -7,6 +7,8 @@ mod convert;
 mod debug;
 mod forward;
 mod init;
+mod tokenize;
+mod train_tokenizer;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,10 @@ enum Command {
     Debug(debug::Command),
     /// Measure inference throughput on random weights.
     Bench(bench::Args),
+    /// Tokenize JSONL texts into DeBERTa inputs (ids identical to the sentencepiece library).
+    Tokenize(tokenize::Args),
+    /// Train a DeBERTa-v3-style spm.model (unigram, byte fallback, nmt_nfkc).
+    TrainTokenizer(train_tokenizer::Args),
     /// Create a randomly initialised model (HF-style init) as an HF directory.
     Init(init::Args),
     /// Load a checkpoint (any supported format) and save it as config.json + model.safetensors.
@@ -44,6 +50,8 @@ fn main() {
     let result = match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::TrainTokenizer(args) => train_tokenizer::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Debug(command) => debug::run(command),
         Command::Convert(args) => convert::run(args),
