@@ -1,0 +1,1 @@
+//! Pre-training corpus: streamed text -> memory-mapped token cache -> fixed-length lines.
