@@ -5,4 +5,6 @@
 pub mod debug;
 pub mod masking;
 pub mod optim;
+pub mod pretrain;
 pub mod rtd;
+pub mod state;

@@ -9,9 +9,10 @@ use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use deberta_io::{HostTensor, IoError, TensorMap};
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
     pub beta1: f64,
     pub beta2: f64,
@@ -80,6 +81,48 @@ impl<B: AutodiffBackend> AdamW<B> {
         self.steps += 1;
         let mut update = Update { opt: self, grads: &mut grads, lr, scale, path: Vec::new() };
         (module.map(&mut update), grad_norm)
+    }
+
+    /// The moments of the parameters in `paths` (see [`crate::state::param_paths`]) as
+    /// `{prefix}{path}.exp_avg` / `.exp_avg_sq`, torch's names for them.
+    pub fn state_tensors(&self, paths: &[(String, ParamId)], prefix: &str) -> TensorMap {
+        let mut out = TensorMap::new();
+        for (path, id) in paths {
+            if let Some((m, v)) = self.moments.get(id) {
+                out.insert(format!("{prefix}{path}.exp_avg"), HostTensor::from_burn(m.to_data()));
+                out.insert(format!("{prefix}{path}.exp_avg_sq"), HostTensor::from_burn(v.to_data()));
+            }
+        }
+        out
+    }
+
+    /// Restores what [`AdamW::state_tensors`] wrote, for the module whose `paths` are given
+    /// (parameter ids change between runs; paths do not). Takes its tensors out of `tensors`.
+    pub fn load_state_tensors(
+        &mut self,
+        paths: &[(String, ParamId)],
+        tensors: &mut TensorMap,
+        prefix: &str,
+        device: &burn::tensor::Device<B::InnerBackend>,
+        file: &std::path::Path,
+    ) -> Result<(), IoError> {
+        for (path, id) in paths {
+            let (km, kv) = (format!("{prefix}{path}.exp_avg"), format!("{prefix}{path}.exp_avg_sq"));
+            match (tensors.remove(&km), tensors.remove(&kv)) {
+                (Some(m), Some(v)) => {
+                    let t = |h: HostTensor| Tensor::from_data(h.to_burn(), device);
+                    self.moments.insert(*id, (t(m), t(v)));
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(IoError::Checkpoint {
+                        path: file.to_path_buf(),
+                        message: format!("`{km}` and `{kv}` must both be present"),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -17,7 +17,8 @@ use burn::tensor::backend::AutodiffBackend;
 use deberta_model::loss::{bce_with_logits, cross_entropy};
 use deberta_model::{Batch, DebertaModel, Head, Logits};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EmbeddingSharing {
     Gdes,
     Es,

@@ -1,0 +1,370 @@
+//! The pre-training run (DESIGN section 4): batches of corpus lines are masked by the official
+//! rule, then one RTD step (generator, then discriminator) or one MLM step is taken, and the
+//! whole state can be checkpointed and resumed bit-identically.
+//!
+//! Every random draw of step `s` comes from generators seeded by `(seed, s)`: masking and
+//! replacement sampling from a ChaCha stream on the host, dropout from the backend seeded
+//! afresh before the step. A resumed run therefore needs only the step number, the weights and
+//! the optimiser moments to repeat exactly what the uninterrupted run would have done.
+
+use crate::masking::{mask_row, MaskingConfig};
+use crate::optim::{learning_rate, AdamW, AdamWConfig};
+use crate::rtd::{
+    merged_embedding, mlm_loss, Discriminator, EmbeddingSharing, MaskedBatch, RtdTrainer, StepStats,
+};
+use crate::state::{load_module_tensors, module_tensors, param_paths};
+use burn::module::{AutodiffModule, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use deberta_io::tensors::{read_safetensors, write_atomic, write_safetensors};
+use deberta_io::{save_model, IoError, TensorMap};
+use deberta_model::{Batch, DebertaConfig, DebertaModel, Head};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Replaced token detection: generator (MLM, EMD head) + discriminator.
+    Rtd,
+    /// The MLM-only baseline: one model of the discriminator's shape, 80/10/10 masking.
+    Mlm,
+}
+
+/// Token ids the data path needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Vocabulary {
+    pub pad: i64,
+    pub cls: i64,
+    pub sep: i64,
+    pub unk: i64,
+    pub mask: i64,
+    /// Ordinary pieces (random MLM replacements): `[first, end)`.
+    pub pieces: (i64, i64),
+}
+
+impl Vocabulary {
+    fn special(&self, t: i64) -> bool {
+        t == self.pad || t == self.cls || t == self.sep || t == self.unk || t == self.mask
+    }
+}
+
+/// Everything that decides a run's numbers; saved with every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub objective: Objective,
+    pub sharing: EmbeddingSharing,
+    /// Weight of the RTD loss (official code 10; ELECTRA and the paper 50).
+    pub rtd_lambda: f64,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub steps: u64,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub seed: u64,
+    pub adam: AdamWConfig,
+    pub vocabulary: Vocabulary,
+}
+
+/// A fixed salt so the masking stream never coincides with the data-order stream.
+const MASKING_SALT: u64 = 0x6d61_736b_696e_6721;
+const DROPOUT_SALT: u64 = 0x6472_6f70_6f75_7421;
+
+pub struct Pretrainer<B: AutodiffBackend> {
+    pub settings: Settings,
+    /// The generator (RTD) or the MLM model (MLM objective).
+    pub generator_config: DebertaConfig,
+    pub generator: DebertaModel<B>,
+    pub discriminator_config: Option<DebertaConfig>,
+    pub discriminator: Option<Discriminator<B>>,
+    pub trainer: RtdTrainer<B>,
+    /// Steps taken so far.
+    pub step: u64,
+    device: B::Device,
+}
+
+/// The result of one step, with the learning rate it used.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    pub step: u64,
+    pub lr: f64,
+    pub stats: StepStats,
+    pub tokens: usize,
+}
+
+impl<B: AutodiffBackend> Pretrainer<B> {
+    /// Fresh models: the generator with the EMD head, the discriminator with the RTD head.
+    /// `generator_config` is the MLM model's for the MLM objective (and the discriminator is
+    /// absent).
+    pub fn new(
+        settings: Settings,
+        generator_config: DebertaConfig,
+        discriminator_config: Option<DebertaConfig>,
+        device: &B::Device,
+    ) -> Self {
+        B::seed(device, settings.seed);
+        let generator = DebertaModel::new(&generator_config, Head::EnhancedMaskDecoderLm, device);
+        let discriminator = discriminator_config.as_ref().map(|c| {
+            Discriminator::new(DebertaModel::new(c, Head::ReplacedTokenDetection, device), settings.sharing)
+        });
+        Self::assemble(settings, generator_config, generator, discriminator_config, discriminator, device)
+    }
+
+    /// Starts from given (e.g. pre-trained) models.
+    pub fn assemble(
+        settings: Settings,
+        generator_config: DebertaConfig,
+        generator: DebertaModel<B>,
+        discriminator_config: Option<DebertaConfig>,
+        discriminator: Option<Discriminator<B>>,
+        device: &B::Device,
+    ) -> Self {
+        let trainer = RtdTrainer {
+            sharing: settings.sharing,
+            lambda: settings.rtd_lambda,
+            generator_opt: AdamW::new(settings.adam),
+            discriminator_opt: AdamW::new(settings.adam),
+        };
+        Pretrainer {
+            settings,
+            generator_config,
+            generator,
+            discriminator_config,
+            discriminator,
+            trainer,
+            step: 0,
+            device: device.clone(),
+        }
+    }
+
+    fn masking(&self) -> MaskingConfig {
+        let s = &self.settings;
+        let rtd = MaskingConfig::for_length(s.seq_len, s.vocabulary.mask);
+        match s.objective {
+            Objective::Rtd => rtd,
+            Objective::Mlm => rtd.mlm(s.vocabulary.pieces.0..s.vocabulary.pieces.1),
+        }
+    }
+
+    /// Masks `rows` (each `[CLS] ... [SEP]`, at most `seq_len` long) with the step's random
+    /// stream and pads them to the longest; also returns that stream for sampling.
+    fn masked_batch(&self, rows: &[Vec<u32>]) -> (MaskedBatch<B>, rand_chacha::ChaCha8Rng) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.settings.seed ^ MASKING_SALT);
+        rng.set_stream(self.step);
+        let masking = self.masking();
+        let vocab = &self.settings.vocabulary;
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let (mut ids, mut labels, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            let row: Vec<i64> = row.iter().map(|&t| t as i64).collect();
+            let m = mask_row(&row, |t| vocab.special(t), &masking, &mut rng);
+            let pad = width - row.len();
+            ids.extend(m.input_ids.into_iter().chain(std::iter::repeat_n(vocab.pad, pad)));
+            labels.extend(m.labels.into_iter().chain(std::iter::repeat_n(0, pad)));
+            mask.extend(std::iter::repeat_n(1i64, row.len()).chain(std::iter::repeat_n(0, pad)));
+        }
+        let shape = [rows.len(), width];
+        let batch = Batch {
+            input_ids: Tensor::from_data(TensorData::new(ids, shape), &self.device),
+            attention_mask: Tensor::from_data(TensorData::new(mask, shape), &self.device),
+            token_type_ids: None,
+        };
+        (MaskedBatch::new(batch, labels), rng)
+    }
+
+    /// One training step on `rows`.
+    pub fn train_step(&mut self, rows: &[Vec<u32>]) -> StepReport {
+        let s = &self.settings;
+        let lr = learning_rate(self.step, s.lr, s.warmup_steps, s.steps);
+        let (masked, mut rng) = self.masked_batch(rows);
+        let tokens = rows.iter().map(Vec::len).sum();
+        B::seed(&self.device, (self.settings.seed ^ DROPOUT_SALT).wrapping_add(self.step));
+        let stats = match &self.discriminator {
+            Some(discriminator) => {
+                let uniforms: Vec<f32> = (0..masked.picks.len()).map(|_| rng.random()).collect();
+                let (g, d, stats) =
+                    self.trainer.step(lr, self.generator.clone(), discriminator.clone(), &masked, &uniforms);
+                self.generator = g;
+                self.discriminator = Some(d);
+                stats
+            }
+            None => {
+                let (loss, _) = mlm_loss(&self.generator, &masked);
+                let value: f32 = loss.clone().into_scalar().elem();
+                let grads = GradientsParams::from_grads(loss.backward(), &self.generator);
+                let (g, norm) = self.trainer.generator_opt.step(lr, self.generator.clone(), grads);
+                self.generator = g;
+                StepStats {
+                    mlm_loss: value,
+                    rtd_loss: f32::NAN,
+                    generator_grad_norm: norm,
+                    discriminator_grad_norm: f64::NAN,
+                    replaced_fraction: f32::NAN,
+                }
+            }
+        };
+        self.step += 1;
+        StepReport { step: self.step, lr, stats, tokens }
+    }
+
+    /// Writes `dir/checkpoints/step-NNNNNNNN/` (via a temporary directory renamed into place),
+    /// then points `dir/checkpoints/latest` at it, then keeps only the newest `keep`.
+    pub fn save_checkpoint(&self, dir: &Path, keep: usize) -> Result<PathBuf, IoError> {
+        let root = dir.join("checkpoints");
+        let name = format!("step-{:08}", self.step);
+        let final_dir = root.join(&name);
+        if !final_dir.exists() {
+            let tmp = root.join(format!(".{name}.tmp"));
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp).map_err(|e| IoError::file(&tmp, e))?;
+            }
+            std::fs::create_dir_all(&tmp).map_err(|e| IoError::file(&tmp, e))?;
+            write_safetensors(&tmp.join("generator.safetensors"), &module_tensors(&self.generator))?;
+            let mut optimizer =
+                self.trainer.generator_opt.state_tensors(&param_paths(&self.generator), "generator.");
+            if let Some(d) = &self.discriminator {
+                write_safetensors(&tmp.join("discriminator.safetensors"), &module_tensors(d))?;
+                optimizer
+                    .extend(self.trainer.discriminator_opt.state_tensors(&param_paths(d), "discriminator."));
+            }
+            write_safetensors(&tmp.join("optimizer.safetensors"), &optimizer)?;
+            let state = serde_json::json!({
+                "step": self.step,
+                "settings": self.settings,
+                "generator_config": self.generator_config.to_json_value(Head::EnhancedMaskDecoderLm),
+                "discriminator_config": self.discriminator_config.as_ref()
+                    .map(|c| c.to_json_value(Head::ReplacedTokenDetection)),
+                "generator_optimizer_steps": self.trainer.generator_opt.steps,
+                "discriminator_optimizer_steps": self.trainer.discriminator_opt.steps,
+            });
+            let text = serde_json::to_string_pretty(&state).expect("JSON value") + "\n";
+            write_atomic(&tmp.join("state.json"), text.as_bytes())?;
+            std::fs::rename(&tmp, &final_dir).map_err(|e| IoError::file(&final_dir, e))?;
+        }
+        write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())?;
+        let mut all: Vec<PathBuf> = std::fs::read_dir(&root)
+            .map_err(|e| IoError::file(&root, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+            .collect();
+        all.sort();
+        let excess = all.len().saturating_sub(keep.max(1));
+        for old in &all[..excess] {
+            std::fs::remove_dir_all(old).map_err(|e| IoError::file(old, e))?;
+        }
+        Ok(final_dir)
+    }
+
+    /// The checkpoint `dir/checkpoints/latest` names, if any.
+    pub fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>, IoError> {
+        let latest = dir.join("checkpoints").join("latest");
+        match std::fs::read_to_string(&latest) {
+            Ok(name) => Ok(Some(dir.join("checkpoints").join(name.trim()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(IoError::file(&latest, e)),
+        }
+    }
+
+    /// Restores a run from a checkpoint directory written by [`Pretrainer::save_checkpoint`].
+    pub fn resume(checkpoint: &Path, device: &B::Device) -> Result<Self, IoError> {
+        let state_path = checkpoint.join("state.json");
+        let corrupt = |message: String| IoError::Checkpoint { path: state_path.clone(), message };
+        let text = std::fs::read_to_string(&state_path).map_err(|e| IoError::file(&state_path, e))?;
+        let state: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("invalid JSON: {e}")))?;
+        let settings: Settings = serde_json::from_value(state["settings"].clone())
+            .map_err(|e| corrupt(format!("`settings`: {e}")))?;
+        let config = |key: &str| -> Result<Option<DebertaConfig>, IoError> {
+            match &state[key] {
+                serde_json::Value::Object(map) => DebertaConfig::from_map(map.clone())
+                    .map(Some)
+                    .map_err(|error| IoError::Config { path: state_path.clone(), error }),
+                serde_json::Value::Null => Ok(None),
+                _ => Err(corrupt(format!("`{key}` is not an object"))),
+            }
+        };
+        let generator_config =
+            config("generator_config")?.ok_or_else(|| corrupt("no `generator_config`".into()))?;
+        let discriminator_config = config("discriminator_config")?;
+        let count = |key: &str| state[key].as_u64().ok_or_else(|| corrupt(format!("`{key}` is not a count")));
+        let step = count("step")?;
+
+        let mut run = Self::new(settings, generator_config, discriminator_config, device);
+        let file = checkpoint.join("generator.safetensors");
+        run.generator = load_module_tensors(run.generator, read_safetensors(&file)?, &file)?;
+        if let Some(d) = run.discriminator.take() {
+            let file = checkpoint.join("discriminator.safetensors");
+            run.discriminator = Some(load_module_tensors(d, read_safetensors(&file)?, &file)?);
+        }
+        let file = checkpoint.join("optimizer.safetensors");
+        let mut moments: TensorMap = read_safetensors(&file)?;
+        let inner = device.clone();
+        let paths = param_paths(&run.generator);
+        run.trainer.generator_opt.load_state_tensors(&paths, &mut moments, "generator.", &inner, &file)?;
+        if let Some(d) = &run.discriminator {
+            let paths = param_paths(d);
+            run.trainer.discriminator_opt.load_state_tensors(
+                &paths,
+                &mut moments,
+                "discriminator.",
+                &inner,
+                &file,
+            )?;
+        }
+        if let Some(extra) = moments.keys().next() {
+            return Err(IoError::Checkpoint { path: file, message: format!("unexpected `{extra}`") });
+        }
+        run.trainer.generator_opt.steps = count("generator_optimizer_steps")?;
+        run.trainer.discriminator_opt.steps = count("discriminator_optimizer_steps")?;
+        run.step = step;
+        Ok(run)
+    }
+
+    /// Writes the models as HF directories: RTD -> `discriminator/` (word embeddings
+    /// `E_G + E_delta` under GDES, RTD head under `mask_predictions.*`) and `generator/`
+    /// (EMD head); MLM -> `model/`. Returns the directories written.
+    pub fn export(&self, out: &Path) -> Result<Vec<PathBuf>, IoError> {
+        let generator = self.generator.valid();
+        match (&self.discriminator, &self.discriminator_config) {
+            (Some(discriminator), Some(config)) => {
+                let mut model = discriminator.model.valid();
+                let merged = merged_embedding(&self.generator, discriminator, self.settings.sharing);
+                model.deberta.embeddings.word_embeddings.weight = Param::from_tensor(merged);
+                let (d, g) = (out.join("discriminator"), out.join("generator"));
+                save_model(&model, config, &d)?;
+                save_model(&generator, &self.generator_config, &g)?;
+                Ok(vec![d, g])
+            }
+            _ => {
+                let dir = out.join("model");
+                save_model(&generator, &self.generator_config, &dir)?;
+                Ok(vec![dir])
+            }
+        }
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+}
+
+impl Default for Settings {
+    /// The official recipe's knobs at tiny scale; callers set vocabulary and sizes.
+    fn default() -> Self {
+        Settings {
+            objective: Objective::Rtd,
+            sharing: EmbeddingSharing::Gdes,
+            rtd_lambda: 10.0,
+            lr: 5e-4,
+            warmup_steps: 0,
+            steps: 1,
+            batch_size: 8,
+            seq_len: 128,
+            seed: 42,
+            adam: AdamWConfig::default(),
+            vocabulary: Vocabulary { pad: 0, cls: 1, sep: 2, unk: 3, mask: 128000, pieces: (4, 128000) },
+        }
+    }
+}
