@@ -3,7 +3,7 @@ use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use deberta_model::config::{preset_json, PRESETS};
 use deberta_model::{DebertaConfig, DebertaModel, Head};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,8 +27,9 @@ pub struct Args {
     out: PathBuf,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let mut json = match (&args.preset, &args.config) {
+/// The config JSON of `--preset` or `--config`.
+pub fn config_json(preset: Option<&str>, config: Option<&Path>) -> Result<serde_json::Value> {
+    Ok(match (preset, config) {
         (Some(p), None) => {
             preset_json(p).with_context(|| format!("unknown preset {p:?} (one of {})", PRESETS.join(", ")))?
         }
@@ -38,7 +39,11 @@ pub fn run(args: Args) -> Result<()> {
             serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?
         }
         _ => bail!("give --preset or --config"),
-    };
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut json = config_json(args.preset.as_deref(), args.config.as_deref())?;
     if let Some(v) = args.vocab_size {
         json["vocab_size"] = v.into();
     }

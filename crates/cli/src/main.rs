@@ -7,6 +7,7 @@ mod convert;
 mod debug;
 mod forward;
 mod init;
+mod pretrain;
 mod tokenize;
 mod train_tokenizer;
 
@@ -32,6 +33,9 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Train a DeBERTa-v3-style spm.model (unigram, byte fallback, nmt_nfkc).
     TrainTokenizer(train_tokenizer::Args),
+    /// Pre-train a DeBERTaV3 (RTD + GDES, or the ES/NES/MLM baselines); no arguments: a tiny
+    /// model on the bundled corpus.
+    Pretrain(Box<pretrain::Args>),
     /// Create a randomly initialised model (HF-style init) as an HF directory.
     Init(init::Args),
     /// Load a checkpoint (any supported format) and save it as config.json + model.safetensors.
@@ -50,6 +54,7 @@ fn main() {
     let result = match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
+        Command::Pretrain(args) => pretrain::run(*args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::TrainTokenizer(args) => train_tokenizer::run(args),
         Command::Bench(args) => bench::run(args),

@@ -151,7 +151,7 @@ impl TokenCache {
     pub fn open(path: &Path) -> Result<Self, CorpusError> {
         let file = std::fs::File::open(path).map_err(io(path))?;
         let bytes = file.metadata().map_err(io(path))?.len() as usize;
-        if bytes % 4 != 0 {
+        if !bytes.is_multiple_of(4) {
             return Err(CorpusError::Invalid(format!(
                 "{}: {bytes} bytes is not a whole number of u32 ids (delete it to rebuild)",
                 path.display()
@@ -180,6 +180,9 @@ impl TokenCache {
     }
 }
 
+/// ((seed, epoch), the permutation of line indices).
+type EpochOrder = ((u64, u64), std::sync::Arc<Vec<u32>>);
+
 /// The token stream cut into lines of `seq_len - 2` tokens (the last partial line dropped,
 /// unless the corpus is shorter than one line), each framed `[CLS] line [SEP]`.
 pub struct Lines {
@@ -189,7 +192,7 @@ pub struct Lines {
     cls: u32,
     sep: u32,
     /// The last epoch order computed (a permutation of all lines is too big to redo per batch).
-    order_cache: std::sync::Mutex<Option<((u64, u64), std::sync::Arc<Vec<u32>>)>>,
+    order_cache: std::sync::Mutex<Option<EpochOrder>>,
 }
 
 impl Lines {

@@ -219,13 +219,22 @@ pub fn write_model_dir(
     dir: &std::path::Path,
     proto: &ModelProto,
 ) -> Result<std::path::PathBuf, crate::TokenizerError> {
+    write_tokenizer_files(dir, &proto.to_bytes())
+}
+
+/// Writes `dir/spm.model` (the given bytes) and the `tokenizer_config.json` that makes HF's
+/// `AutoTokenizer` load it as a `DebertaV2Tokenizer`.
+pub fn write_tokenizer_files(
+    dir: &std::path::Path,
+    spm_model: &[u8],
+) -> Result<std::path::PathBuf, crate::TokenizerError> {
     let io = |path: &std::path::Path| {
         let path = path.to_path_buf();
         move |source| crate::TokenizerError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let model = dir.join("spm.model");
-    std::fs::write(&model, proto.to_bytes()).map_err(io(&model))?;
+    std::fs::write(&model, spm_model).map_err(io(&model))?;
     let config = dir.join("tokenizer_config.json");
     let json = serde_json::json!({
         "tokenizer_class": "DebertaV2Tokenizer",

@@ -4,6 +4,7 @@
 
 pub mod debug;
 pub mod masking;
+pub mod metrics;
 pub mod optim;
 pub mod pretrain;
 pub mod rtd;
