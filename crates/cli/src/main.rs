@@ -5,8 +5,11 @@ mod backend;
 mod bench;
 mod convert;
 mod debug;
+mod evaluate;
+mod finetune;
 mod forward;
 mod init;
+mod predict;
 mod pretrain;
 mod tokenize;
 mod train_tokenizer;
@@ -36,6 +39,13 @@ enum Command {
     /// Pre-train a DeBERTaV3 (RTD + GDES, or the ES/NES/MLM baselines); no arguments: a tiny
     /// model on the bundled corpus.
     Pretrain(Box<pretrain::Args>),
+    /// Fine-tune on a task (GLUE, XNLI, SWAG, SQuAD, CoNLL-2003, CSV/JSONL); keeps the best
+    /// epoch's model as an HF directory.
+    Finetune(Box<finetune::Args>),
+    /// Score a fine-tuned model on a task's data with the official metrics; writes predictions.
+    Evaluate(Box<evaluate::Args>),
+    /// Run a fine-tuned model on JSON lines; prints one JSON line per input.
+    Predict(predict::Args),
     /// Create a randomly initialised model (HF-style init) as an HF directory.
     Init(init::Args),
     /// Load a checkpoint (any supported format) and save it as config.json + model.safetensors.
@@ -54,6 +64,9 @@ fn main() {
     let result = match cli.command {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
+        Command::Finetune(args) => finetune::run(*args),
+        Command::Evaluate(args) => evaluate::run(*args),
+        Command::Predict(args) => predict::run(args),
         Command::Pretrain(args) => pretrain::run(*args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::TrainTokenizer(args) => train_tokenizer::run(args),

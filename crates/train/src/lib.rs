@@ -3,6 +3,7 @@
 //! paper compares (GDES, ES, NES).
 
 pub mod debug;
+pub mod finetune;
 pub mod masking;
 pub mod metrics;
 pub mod optim;

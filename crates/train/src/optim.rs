@@ -57,15 +57,27 @@ pub fn learning_rate(step: u64, peak: f64, warmup: u64, total: u64) -> f64 {
 type Moments<B> =
     (Tensor<<B as AutodiffBackend>::InnerBackend, 1>, Tensor<<B as AutodiffBackend>::InnerBackend, 1>);
 
+/// A learning-rate multiplier per parameter, by module path (layer-wise decay).
+pub type LrScale = std::sync::Arc<dyn Fn(&str) -> f64 + Send + Sync>;
+
 pub struct AdamW<B: AutodiffBackend> {
     pub config: AdamWConfig,
     pub steps: u64,
     moments: HashMap<ParamId, Moments<B>>,
+    /// `None`: every parameter uses the step's learning rate as given.
+    lr_scale: Option<LrScale>,
 }
 
 impl<B: AutodiffBackend> AdamW<B> {
     pub fn new(config: AdamWConfig) -> Self {
-        AdamW { config, steps: 0, moments: HashMap::new() }
+        AdamW { config, steps: 0, moments: HashMap::new(), lr_scale: None }
+    }
+
+    /// Multiplies the learning rate (and so the whole update, decay included, as torch's
+    /// per-group `lr` does) of the parameter at each module path by `scale(path)`.
+    pub fn with_lr_scale(mut self, scale: LrScale) -> Self {
+        self.lr_scale = Some(scale);
+        self
     }
 
     /// One update of every parameter of `module` that has a gradient in `grads`. Returns the
@@ -179,10 +191,15 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
             (m.clone(), v.clone())
         };
         let mut step = mh / (vh.sqrt() + c.epsilon);
-        if c.weight_decay > 0.0 && decays(&self.path.join(".")) {
+        let path = self.path.join(".");
+        if c.weight_decay > 0.0 && decays(&path) {
             step = step + x.clone() * c.weight_decay;
         }
-        let x = x - step * self.lr;
+        let lr = match &self.opt.lr_scale {
+            Some(scale) => self.lr * scale(&path),
+            None => self.lr,
+        };
+        let x = x - step * lr;
         self.opt.moments.insert(id, (m, v));
         let tensor = Tensor::<B, D>::from_inner(x.reshape(shape)).require_grad();
         Param::from_mapped_value(id, tensor, mapper)
