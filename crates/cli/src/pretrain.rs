@@ -54,7 +54,7 @@ pub struct Args {
     /// Weight of the RTD loss (official code: 10; the paper and ELECTRA: 50).
     #[arg(long, default_value_t = 10.0)]
     rtd_lambda: f64,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 250)]
     steps: u64,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -176,10 +176,14 @@ fn check_vocab(config: &DebertaConfig, tok: &DebertaTokenizer, what: &str) -> Re
     Ok(())
 }
 
-fn generator_config(disc: &DebertaConfig, layers: Option<usize>) -> DebertaConfig {
-    let mut g = disc.clone();
-    g.num_hidden_layers = layers.unwrap_or((disc.num_hidden_layers / 2).max(1));
-    g
+fn generator_config(disc: &DebertaConfig, layers: Option<usize>) -> Result<DebertaConfig> {
+    // Through the JSON: a config saves its original keys, so editing the typed field alone
+    // would not reach the saved config.json.
+    let mut json = disc.to_json_value(Head::Base);
+    json["num_hidden_layers"] = layers.unwrap_or((disc.num_hidden_layers / 2).max(1)).into();
+    let serde_json::Value::Object(mut map) = json else { unreachable!("configs are objects") };
+    map.remove("architectures");
+    Ok(DebertaConfig::from_map(map)?)
 }
 
 /// A fresh run, or one started from `--init-from`.
@@ -200,7 +204,7 @@ fn new_run<B: AutodiffBackend>(
         let serde_json::Value::Object(map) = json else { bail!("the config is not a JSON object") };
         let disc = DebertaConfig::from_map(map)?;
         check_vocab(&disc, tok, "the config")?;
-        let gen = if rtd { generator_config(&disc, args.generator_layers) } else { disc.clone() };
+        let gen = if rtd { generator_config(&disc, args.generator_layers)? } else { disc.clone() };
         gen.check_head(Head::EnhancedMaskDecoderLm)?;
         return Ok(Pretrainer::new(settings, gen, rtd.then_some(disc), device));
     };
@@ -224,7 +228,7 @@ fn new_run<B: AutodiffBackend>(
     let (gen_config, mut generator) = if exported {
         load(&dir.join("generator"), Head::EnhancedMaskDecoderLm)?
     } else {
-        let c = generator_config(&disc_config, args.generator_layers);
+        let c = generator_config(&disc_config, args.generator_layers)?;
         (c.clone(), DebertaModel::<B>::new(&c, Head::EnhancedMaskDecoderLm, device))
     };
     // The exported discriminator's embedding is E_G + E_delta: continuing GDES from it, E_G
