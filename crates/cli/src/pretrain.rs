@@ -71,6 +71,9 @@ pub struct Args {
     weight_decay: f64,
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
+    /// Correct Adam's moment start-up bias as torch's AdamW does (the official XAdam does not).
+    #[arg(long)]
+    adam_bias_correction: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     #[arg(long, default_value = "runs/pretrain")]
@@ -220,7 +223,8 @@ fn new_run<B: AutodiffBackend>(
     };
     let exported = dir.join("discriminator").is_dir() && dir.join("generator").is_dir();
     if !rtd {
-        let (config, model) = load(&if exported { dir.join("generator") } else { dir.clone() }, Head::EnhancedMaskDecoderLm)?;
+        let (config, model) =
+            load(&if exported { dir.join("generator") } else { dir.clone() }, Head::EnhancedMaskDecoderLm)?;
         return Ok(Pretrainer::assemble(settings, config, model, None, None, device));
     }
     let (disc_config, disc_model) =
@@ -238,7 +242,8 @@ fn new_run<B: AutodiffBackend>(
         if merged.dims() != generator.deberta.embeddings.word_embeddings.weight.dims() {
             bail!("{}: generator and discriminator embeddings differ in shape", dir.display());
         }
-        generator.deberta.embeddings.word_embeddings.weight = Param::from_tensor(merged.detach().require_grad());
+        generator.deberta.embeddings.word_embeddings.weight =
+            Param::from_tensor(merged.detach().require_grad());
     }
     let discriminator = Discriminator::new(disc_model, settings.sharing);
     Ok(Pretrainer::assemble(settings, gen_config, generator, Some(disc_config), Some(discriminator), device))
@@ -255,7 +260,12 @@ fn settings(args: &Args, tok: &DebertaTokenizer) -> Settings {
         batch_size: args.batch_size,
         seq_len: args.seq_len,
         seed: args.seed,
-        adam: AdamWConfig { weight_decay: args.weight_decay, max_grad_norm: Some(args.max_grad_norm), ..Default::default() },
+        adam: AdamWConfig {
+            weight_decay: args.weight_decay,
+            max_grad_norm: Some(args.max_grad_norm),
+            bias_correction: args.adam_bias_correction,
+            ..Default::default()
+        },
         vocabulary: vocabulary(tok),
     }
 }
@@ -265,7 +275,11 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     let mut run = match Pretrainer::<B>::latest_checkpoint(&args.out)? {
         Some(checkpoint) if args.resume => {
             let run = Pretrainer::<B>::resume(&checkpoint, device)?;
-            tracing::info!("resuming {} at step {} (its saved settings apply)", checkpoint.display(), run.step);
+            tracing::info!(
+                "resuming {} at step {} (its saved settings apply)",
+                checkpoint.display(),
+                run.step
+            );
             run
         }
         None if args.resume => bail!("--resume: no checkpoint in {}", args.out.join("checkpoints").display()),
@@ -277,8 +291,15 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
         None => new_run::<B>(args, settings(args, &tok), &tok, device)?,
     };
     let s = run.settings.clone();
-    if !args.resume && run.discriminator.is_some() && s.vocabulary.mask as usize >= run.generator_config.vocab_size {
-        bail!("[MASK] id {} is outside the embedding ({} rows)", s.vocabulary.mask, run.generator_config.vocab_size);
+    if !args.resume
+        && run.discriminator.is_some()
+        && s.vocabulary.mask as usize >= run.generator_config.vocab_size
+    {
+        bail!(
+            "[MASK] id {} is outside the embedding ({} rows)",
+            s.vocabulary.mask,
+            run.generator_config.vocab_size
+        );
     }
 
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -362,7 +383,8 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     Ok(())
 }
 
-const PLOTTED: &[(&str, &str)] = &[("mlm_loss", "generator MLM loss"), ("rtd_loss", "discriminator RTD loss")];
+const PLOTTED: &[(&str, &str)] =
+    &[("mlm_loss", "generator MLM loss"), ("rtd_loss", "discriminator RTD loss")];
 
 fn record(r: &StepReport, tokens_per_second: f64, elapsed: f64, epoch: u64) -> serde_json::Value {
     let finite = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
