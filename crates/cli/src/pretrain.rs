@@ -54,7 +54,7 @@ pub struct Args {
     /// Weight of the RTD loss (official code: 10; the paper and ELECTRA: 50).
     #[arg(long, default_value_t = 10.0)]
     rtd_lambda: f64,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 250)]
     steps: u64,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -71,6 +71,9 @@ pub struct Args {
     weight_decay: f64,
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
+    /// Correct Adam's moment start-up bias as torch's AdamW does (the official XAdam does not).
+    #[arg(long)]
+    adam_bias_correction: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     #[arg(long, default_value = "runs/pretrain")]
@@ -176,10 +179,14 @@ fn check_vocab(config: &DebertaConfig, tok: &DebertaTokenizer, what: &str) -> Re
     Ok(())
 }
 
-fn generator_config(disc: &DebertaConfig, layers: Option<usize>) -> DebertaConfig {
-    let mut g = disc.clone();
-    g.num_hidden_layers = layers.unwrap_or((disc.num_hidden_layers / 2).max(1));
-    g
+fn generator_config(disc: &DebertaConfig, layers: Option<usize>) -> Result<DebertaConfig> {
+    // Through the JSON: a config saves its original keys, so editing the typed field alone
+    // would not reach the saved config.json.
+    let mut json = disc.to_json_value(Head::Base);
+    json["num_hidden_layers"] = layers.unwrap_or((disc.num_hidden_layers / 2).max(1)).into();
+    let serde_json::Value::Object(mut map) = json else { unreachable!("configs are objects") };
+    map.remove("architectures");
+    Ok(DebertaConfig::from_map(map)?)
 }
 
 /// A fresh run, or one started from `--init-from`.
@@ -200,7 +207,7 @@ fn new_run<B: AutodiffBackend>(
         let serde_json::Value::Object(map) = json else { bail!("the config is not a JSON object") };
         let disc = DebertaConfig::from_map(map)?;
         check_vocab(&disc, tok, "the config")?;
-        let gen = if rtd { generator_config(&disc, args.generator_layers) } else { disc.clone() };
+        let gen = if rtd { generator_config(&disc, args.generator_layers)? } else { disc.clone() };
         gen.check_head(Head::EnhancedMaskDecoderLm)?;
         return Ok(Pretrainer::new(settings, gen, rtd.then_some(disc), device));
     };
@@ -216,7 +223,8 @@ fn new_run<B: AutodiffBackend>(
     };
     let exported = dir.join("discriminator").is_dir() && dir.join("generator").is_dir();
     if !rtd {
-        let (config, model) = load(&if exported { dir.join("generator") } else { dir.clone() }, Head::EnhancedMaskDecoderLm)?;
+        let (config, model) =
+            load(&if exported { dir.join("generator") } else { dir.clone() }, Head::EnhancedMaskDecoderLm)?;
         return Ok(Pretrainer::assemble(settings, config, model, None, None, device));
     }
     let (disc_config, disc_model) =
@@ -224,7 +232,7 @@ fn new_run<B: AutodiffBackend>(
     let (gen_config, mut generator) = if exported {
         load(&dir.join("generator"), Head::EnhancedMaskDecoderLm)?
     } else {
-        let c = generator_config(&disc_config, args.generator_layers);
+        let c = generator_config(&disc_config, args.generator_layers)?;
         (c.clone(), DebertaModel::<B>::new(&c, Head::EnhancedMaskDecoderLm, device))
     };
     // The exported discriminator's embedding is E_G + E_delta: continuing GDES from it, E_G
@@ -234,7 +242,8 @@ fn new_run<B: AutodiffBackend>(
         if merged.dims() != generator.deberta.embeddings.word_embeddings.weight.dims() {
             bail!("{}: generator and discriminator embeddings differ in shape", dir.display());
         }
-        generator.deberta.embeddings.word_embeddings.weight = Param::from_tensor(merged.detach().require_grad());
+        generator.deberta.embeddings.word_embeddings.weight =
+            Param::from_tensor(merged.detach().require_grad());
     }
     let discriminator = Discriminator::new(disc_model, settings.sharing);
     Ok(Pretrainer::assemble(settings, gen_config, generator, Some(disc_config), Some(discriminator), device))
@@ -251,7 +260,12 @@ fn settings(args: &Args, tok: &DebertaTokenizer) -> Settings {
         batch_size: args.batch_size,
         seq_len: args.seq_len,
         seed: args.seed,
-        adam: AdamWConfig { weight_decay: args.weight_decay, max_grad_norm: Some(args.max_grad_norm), ..Default::default() },
+        adam: AdamWConfig {
+            weight_decay: args.weight_decay,
+            max_grad_norm: Some(args.max_grad_norm),
+            bias_correction: args.adam_bias_correction,
+            ..Default::default()
+        },
         vocabulary: vocabulary(tok),
     }
 }
@@ -261,7 +275,11 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     let mut run = match Pretrainer::<B>::latest_checkpoint(&args.out)? {
         Some(checkpoint) if args.resume => {
             let run = Pretrainer::<B>::resume(&checkpoint, device)?;
-            tracing::info!("resuming {} at step {} (its saved settings apply)", checkpoint.display(), run.step);
+            tracing::info!(
+                "resuming {} at step {} (its saved settings apply)",
+                checkpoint.display(),
+                run.step
+            );
             run
         }
         None if args.resume => bail!("--resume: no checkpoint in {}", args.out.join("checkpoints").display()),
@@ -273,8 +291,15 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
         None => new_run::<B>(args, settings(args, &tok), &tok, device)?,
     };
     let s = run.settings.clone();
-    if !args.resume && run.discriminator.is_some() && s.vocabulary.mask as usize >= run.generator_config.vocab_size {
-        bail!("[MASK] id {} is outside the embedding ({} rows)", s.vocabulary.mask, run.generator_config.vocab_size);
+    if !args.resume
+        && run.discriminator.is_some()
+        && s.vocabulary.mask as usize >= run.generator_config.vocab_size
+    {
+        bail!(
+            "[MASK] id {} is outside the embedding ({} rows)",
+            s.vocabulary.mask,
+            run.generator_config.vocab_size
+        );
     }
 
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -358,7 +383,8 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     Ok(())
 }
 
-const PLOTTED: &[(&str, &str)] = &[("mlm_loss", "generator MLM loss"), ("rtd_loss", "discriminator RTD loss")];
+const PLOTTED: &[(&str, &str)] =
+    &[("mlm_loss", "generator MLM loss"), ("rtd_loss", "discriminator RTD loss")];
 
 fn record(r: &StepReport, tokens_per_second: f64, elapsed: f64, epoch: u64) -> serde_json::Value {
     let finite = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };

@@ -181,3 +181,23 @@ fn bad_input_gets_clear_errors() {
     let (ok, _, err) = run(args, &["--steps", "1"]);
     assert!(!ok && err.contains("latin1.txt:2") && err.contains("UTF-8"), "{err}");
 }
+
+/// The committed result of `scripts/check_pretrain_export.py`: HF transformers loaded the exported
+/// discriminator and generator with no missing backbone keys, its DebertaV2Tokenizer gave our
+/// ids, its outputs matched `deberta forward`, and the exported embedding was E_G + E_delta.
+#[test]
+fn hf_loads_the_pretraining_export() {
+    let text = std::fs::read_to_string(repo().join("fixtures/pretrain_export_hf.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (name, head) in [("discriminator", "mask_predictions."), ("generator", "lm_predictions.")] {
+        let r = &report[name];
+        assert_eq!(r["missing_keys"], serde_json::json!([]), "{name}");
+        let unexpected = r["unexpected_keys"].as_array().unwrap();
+        assert!(unexpected.iter().all(|k| k.as_str().unwrap().starts_with(head)), "{name}: {unexpected:?}");
+        assert_eq!(r["tokenizer_ids_equal"], true, "{name}");
+        assert!(r["last_hidden_state_rel_err"].as_f64().unwrap() < 1e-4, "{name}");
+    }
+    let d = &report["discriminator"];
+    assert_eq!(d["embedding_equals_e_g_plus_delta_max_abs_err"].as_f64(), Some(0.0));
+    assert_eq!(d["delta_nonzero"], true);
+}
