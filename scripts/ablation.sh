@@ -49,7 +49,7 @@ for v in "${variants[@]}"; do
   if [ ! -f "$out/$v/sentiment/best/config.json" ] && "$BIN" finetune --help >/dev/null 2>&1; then
     echo "== fine-tuning: $v"
     "$BIN" finetune --model "$out/$v/$exported" --task sst2 --data data/vader/sentiment \
-      --epochs "$FT_EPOCHS" --seed "$SEED" --out "$out/$v/sentiment"
+      --epochs "$FT_EPOCHS" --lr 1e-4 --batch-size 32 --max-length 64 --seed "$SEED" --out "$out/$v/sentiment"
   fi
 done
 

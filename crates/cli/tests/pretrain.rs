@@ -7,7 +7,11 @@ use std::process::Command;
 
 fn deberta(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_deberta")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn repo() -> PathBuf {
@@ -115,8 +119,10 @@ fn resume_through_the_cli_is_bit_identical() {
 #[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let dir = workspace("nan");
-    let (ok, _, err) =
-        run(common(&dir, "run"), &["--steps", "6", "--checkpoint-every", "1", "--lr", "1e30", "--warmup-steps", "0"]);
+    let (ok, _, err) = run(
+        common(&dir, "run"),
+        &["--steps", "6", "--checkpoint-every", "1", "--lr", "1e30", "--warmup-steps", "0"],
+    );
     assert!(!ok);
     assert!(err.contains("not finite") && err.contains("Last good checkpoint"), "{err}");
     let latest = std::fs::read_to_string(dir.join("run/checkpoints/latest")).unwrap();
@@ -146,8 +152,19 @@ fn every_variant_runs_and_exports() {
     assert!(!ok && err.contains("--config"), "{err}");
     let p = |s: &str| dir.join(s).to_string_lossy().to_string();
     let (ok, _, err) = deberta(&[
-        "pretrain", "--corpus", &p("corpus.txt"), "--init-from", &init, "--seq-len", "40", "--batch-size", "2",
-        "--steps", "1", "--out", &p("continued"),
+        "pretrain",
+        "--corpus",
+        &p("corpus.txt"),
+        "--init-from",
+        &init,
+        "--seq-len",
+        "40",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--out",
+        &p("continued"),
     ]);
     assert!(ok, "{err}");
 }
