@@ -75,6 +75,23 @@ pub fn activate<B: Backend, const D: usize>(act: Activation, x: Tensor<B, D>) ->
     }
 }
 
+/// `f` (row-wise) on a single sequence `[1, L, *]`, its two halves on two rayon workers at
+/// inference. Backends whose elementwise ops run on one thread (Flex) otherwise keep the other
+/// cores idle through the FFN activation; batches of two or more are split by the encoder.
+fn split_sequence<B: Backend>(
+    x: Tensor<B, 3>,
+    f: impl Fn(Tensor<B, 3>) -> Tensor<B, 3> + Sync,
+) -> Tensor<B, 3> {
+    let [b, l, _] = x.dims();
+    if b != 1 || l < 16 || B::ad_enabled(&x.device()) || rayon::current_num_threads() < 2 {
+        return f(x);
+    }
+    let half = l / 2;
+    let (lo, hi) =
+        rayon::join(|| f(x.clone().slice([0..1, 0..half])), || f(x.clone().slice([0..1, half..l])));
+    Tensor::cat(vec![lo, hi], 1)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------------------
@@ -118,6 +135,14 @@ impl<B: Backend> MaskContext<B> {
         let keys = m.clone().reshape([b, 1, 1, l]).expand([b, heads, l, l]);
         let queries = m.reshape([b, 1, l, 1]).expand([b, heads, l, l]);
         MaskContext { tokens, blocked: Some(keys.bool_and(queries).bool_not()) }
+    }
+
+    /// The mask of batch rows `range`.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Self {
+        MaskContext {
+            tokens: self.tokens.clone().slice([range.clone()]),
+            blocked: self.blocked.clone().map(|m| m.slice([range])),
+        }
     }
 }
 
@@ -336,8 +361,8 @@ impl<B: Backend> DisentangledSelfAttention<B> {
             }
         }
         let [len] = rel.ascending.dims();
-        let mut slot = self.rel_cache.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cached) = slot.as_ref().and_then(|c| c.downcast_ref::<CachedProjections<B>>()) {
+        let lock = || self.rel_cache.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = lock().as_ref().and_then(|c| c.downcast_ref::<CachedProjections<B>>()) {
             if cached.len == len
                 && cached.inputs.len() == inputs.len()
                 && cached.inputs.iter().zip(&inputs).all(|(a, b)| same(a, b))
@@ -345,8 +370,10 @@ impl<B: Backend> DisentangledSelfAttention<B> {
                 return cached.projections.clone();
             }
         }
+        // Not under the lock: the computation may run rayon jobs, and a worker waiting in one
+        // can pick up another batch half that wants this cache.
         let projections = compute();
-        *slot = Some(Box::new(CachedProjections { inputs, len, projections: projections.clone() }));
+        *lock() = Some(Box::new(CachedProjections { inputs, len, projections: projections.clone() }));
         projections
     }
 
@@ -478,7 +505,8 @@ impl<B: Backend> DebertaV2Layer<B> {
         let attn = self.attention.self_attn.forward(hidden, query.clone(), mask, rel);
         let out = &self.attention.output;
         let x1 = out.LayerNorm.forward(out.dropout.forward(out.dense.forward(attn)) + query);
-        let inner = activate(self.intermediate.act, self.intermediate.dense.forward(x1.clone()));
+        let act = self.intermediate.act;
+        let inner = split_sequence(self.intermediate.dense.forward(x1.clone()), |x| activate(act, x));
         let o = &self.output;
         o.LayerNorm.forward(o.dropout.forward(o.dense.forward(inner)) + x1)
     }
@@ -592,21 +620,45 @@ impl<B: Backend> DebertaV2Encoder<B> {
     }
 
     pub fn forward(&self, embeddings: Tensor<B, 3>, mask: MaskContext<B>) -> EncoderOutput<B> {
-        let [_, l, _] = embeddings.dims();
-        let rel = self.relative_context(l, &embeddings.device());
+        let [b, l, _] = embeddings.dims();
+        let device = embeddings.device();
+        let rel = self.relative_context(l, &device);
+        // Inference on two or more rows: run each half of the batch on its own worker. Rows are
+        // independent, and backends whose elementwise ops run on one thread (Flex) otherwise
+        // leave the other cores idle outside matmuls. Autodiff keeps one graph on one thread.
+        let hidden_states = if b >= 2 && !B::ad_enabled(&device) && rayon::current_num_threads() >= 2 {
+            let half = b / 2;
+            let (lo, hi) = rayon::join(
+                || self.layers(embeddings.clone().slice([0..half]), &mask.rows(0..half), rel.as_ref()),
+                || self.layers(embeddings.clone().slice([half..b]), &mask.rows(half..b), rel.as_ref()),
+            );
+            lo.into_iter().zip(hi).map(|(x, y)| Tensor::cat(vec![x, y], 0)).collect()
+        } else {
+            self.layers(embeddings, &mask, rel.as_ref())
+        };
+        EncoderOutput { hidden_states, mask, rel }
+    }
+
+    /// The embedding output and every layer's output.
+    fn layers(
+        &self,
+        embeddings: Tensor<B, 3>,
+        mask: &MaskContext<B>,
+        rel: Option<&RelativeContext<B>>,
+    ) -> Vec<Tensor<B, 3>> {
         let mut hidden_states = Vec::with_capacity(self.layer.len() + 1);
         hidden_states.push(embeddings.clone());
         let mut x = embeddings.clone();
         for (i, layer) in self.layer.iter().enumerate() {
-            x = layer.forward(x, None, &mask, rel.as_ref());
+            x = layer.forward(x, None, mask, rel);
             if i == 0 {
                 if let Some(conv) = &self.conv {
-                    x = conv.forward(embeddings.clone(), x, &mask);
+                    x = conv.forward(embeddings.clone(), x, mask);
                 }
             }
             hidden_states.push(x.clone());
         }
-        EncoderOutput { hidden_states, mask, rel }
+        hidden_states
     }
 }
 
