@@ -140,8 +140,8 @@ impl<B: Backend> MaskContext<B> {
     /// The mask of batch rows `range`.
     pub fn rows(&self, range: std::ops::Range<usize>) -> Self {
         MaskContext {
-            tokens: self.tokens.clone().slice([range.clone()]),
-            blocked: self.blocked.clone().map(|m| m.slice([range])),
+            tokens: self.tokens.clone().narrow(0, range.start, range.len()),
+            blocked: self.blocked.clone().map(|m| m.narrow(0, range.start, range.len())),
         }
     }
 }
@@ -628,10 +628,11 @@ impl<B: Backend> DebertaV2Encoder<B> {
         // leave the other cores idle outside matmuls. Autodiff keeps one graph on one thread.
         let hidden_states = if b >= 2 && !B::ad_enabled(&device) && rayon::current_num_threads() >= 2 {
             let half = b / 2;
-            let (lo, hi) = rayon::join(
-                || self.layers(embeddings.clone().slice([0..half]), &mask.rows(0..half), rel.as_ref()),
-                || self.layers(embeddings.clone().slice([half..b]), &mask.rows(half..b), rel.as_ref()),
-            );
+            let run = |rows: std::ops::Range<usize>| {
+                let x = embeddings.clone().narrow(0, rows.start, rows.len());
+                self.layers(x, &mask.rows(rows), rel.as_ref())
+            };
+            let (lo, hi) = rayon::join(|| run(0..half), || run(half..b));
             lo.into_iter().zip(hi).map(|(x, y)| Tensor::cat(vec![x, y], 0)).collect()
         } else {
             self.layers(embeddings, &mask, rel.as_ref())
