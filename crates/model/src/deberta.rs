@@ -14,6 +14,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks with HF's initialisation: N(0, initializer_range) weights, zero biases,
@@ -73,6 +75,23 @@ pub fn activate<B: Backend, const D: usize>(act: Activation, x: Tensor<B, D>) ->
     }
 }
 
+/// `f` (row-wise) on a single sequence `[1, L, *]`, its two halves on two rayon workers at
+/// inference. Backends whose elementwise ops run on one thread (Flex) otherwise keep the other
+/// cores idle through the FFN activation; batches of two or more are split by the encoder.
+fn split_sequence<B: Backend>(
+    x: Tensor<B, 3>,
+    f: impl Fn(Tensor<B, 3>) -> Tensor<B, 3> + Sync,
+) -> Tensor<B, 3> {
+    let [b, l, _] = x.dims();
+    if b != 1 || l < 16 || B::ad_enabled(&x.device()) || rayon::current_num_threads() < 2 {
+        return f(x);
+    }
+    let half = l / 2;
+    let (lo, hi) =
+        rayon::join(|| f(x.clone().slice([0..1, 0..half])), || f(x.clone().slice([0..1, half..l])));
+    Tensor::cat(vec![lo, hi], 1)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------------------
@@ -98,19 +117,32 @@ impl<B: Backend> Batch<B> {
 pub struct MaskContext<B: Backend> {
     /// `[B, L, 1]` float 0/1: zeroes padded positions (embeddings, conv).
     pub tokens: Tensor<B, 3>,
-    /// `[B, heads, L, L]`, true where query i may NOT attend to key j (`!(m_i & m_j)`).
-    pub blocked: Tensor<B, 4, Bool>,
+    /// `[B, heads, L, L]`, true where query i may NOT attend to key j (`!(m_i & m_j)`); `None`
+    /// when no position is padded (masking would change nothing).
+    pub blocked: Option<Tensor<B, 4, Bool>>,
 }
 
 impl<B: Backend> MaskContext<B> {
     pub fn new(attention_mask: &Tensor<B, 2, Int>, heads: usize) -> Self {
         let [b, l] = attention_mask.dims();
         let m = attention_mask.clone().equal_elem(1);
+        let tokens = m.clone().float().reshape([b, l, 1]);
+        let padded: i64 = attention_mask.clone().not_equal_elem(1).int().sum().into_scalar().elem();
+        if padded == 0 {
+            return MaskContext { tokens, blocked: None };
+        }
         // HF: extended = m[:, None, None, :]; mask = extended * extended.squeeze(-2).unsqueeze(-1)
         let keys = m.clone().reshape([b, 1, 1, l]).expand([b, heads, l, l]);
-        let queries = m.clone().reshape([b, 1, l, 1]).expand([b, heads, l, l]);
-        let allowed = keys.bool_and(queries);
-        MaskContext { tokens: m.float().reshape([b, l, 1]), blocked: allowed.bool_not() }
+        let queries = m.reshape([b, 1, l, 1]).expand([b, heads, l, l]);
+        MaskContext { tokens, blocked: Some(keys.bool_and(queries).bool_not()) }
+    }
+
+    /// The mask of batch rows `range`.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Self {
+        MaskContext {
+            tokens: self.tokens.clone().narrow(0, range.start, range.len()),
+            blocked: self.blocked.clone().map(|m| m.narrow(0, range.start, range.len())),
+        }
     }
 }
 
@@ -199,10 +231,45 @@ impl<B: Backend> DebertaV2Embeddings<B> {
 pub struct RelativeContext<B: Backend> {
     /// `LayerNorm_rel(rel_embeddings)` restricted to the rows this length reads: `[R, H]`.
     pub rel_embeddings: Tensor<B, 2>,
-    /// Row of `rel_embeddings` for (query i, key j), expanded to `[B, heads, L, L]`.
-    pub index: Tensor<B, 4, Int>,
-    /// The same index transposed (row for (i, j) stored at [j, i]) for the p2c gather.
-    pub index_t: Tensor<B, 4, Int>,
+    /// Row of `rel_embeddings` for each distance `r = i - j`, ascending from `-(L-1)` to `L-1`
+    /// (`[2L-1]`): the p2c term reads `Qr` in this order.
+    pub ascending: Tensor<B, 1, Int>,
+    /// The same rows for descending distances (`L-1` down to `-(L-1)`): the c2p term's order.
+    pub descending: Tensor<B, 1, Int>,
+    /// `[1, L, L]` identity: transposes the p2c term inside a batched matmul (see `p2c_scores`).
+    pub eye: Tensor<B, 3>,
+}
+
+/// `c: [B, heads, L, 2L-1]` -> `[B*heads*L, 2L-2]` with `out[(n, i), j] = c[n, i, L-1-i+j]` for
+/// `j < L` (columns `L..` are padding): every query row reads a window of the per-distance
+/// scores shifted by one column per row. One strided copy (reshape + slice), no index tensor.
+fn skew<B: Backend>(c: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [b, h, l, r] = c.dims();
+    let n = b * h;
+    c.reshape([n, l * r]).slice([0..n, l - 1..l - 1 + l * (r - 1)]).reshape([n * l, r - 1])
+}
+
+/// Key/query projections of the relative rows, reused by an inference model across calls.
+/// Type-erased (the module derive keeps it as is through `map`/`load_record`, so it checks the
+/// weights and rows it was computed from before every reuse).
+#[derive(Clone, Default)]
+pub struct RelativeProjectionCache(Arc<Mutex<Option<Box<dyn Any + Send + Sync>>>>);
+
+impl core::fmt::Debug for RelativeProjectionCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RelativeProjectionCache")
+    }
+}
+
+struct CachedProjections<B: Backend> {
+    /// Everything the projections depend on: relative rows, weights, biases (all as 2-D).
+    inputs: Vec<Tensor<B, 2>>,
+    len: usize,
+    projections: (Option<Tensor<B, 4>>, Option<Tensor<B, 4>>),
+}
+
+fn same<B: Backend>(a: &Tensor<B, 2>, b: &Tensor<B, 2>) -> bool {
+    a.dims() == b.dims() && a.clone().equal(b.clone()).all().into_scalar().to_bool()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,6 +293,8 @@ pub struct DisentangledSelfAttention<B: Backend> {
     pub p2c: bool,
     /// `sqrt(head_size * (1 + #pos_att_types))`.
     pub scale: f64,
+    #[module(skip)]
+    pub rel_cache: RelativeProjectionCache,
 }
 
 impl<B: Backend> DisentangledSelfAttention<B> {
@@ -248,6 +317,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
             p2c: t.p2c,
             // HF counts pos_att_type in the scale even when relative attention is off.
             scale: ((config.attention_head_size * (1 + t.count())) as f64).sqrt(),
+            rel_cache: RelativeProjectionCache::default(),
         }
     }
 
@@ -257,10 +327,54 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         x.reshape([b, l, self.num_heads, self.head_size]).swap_dims(1, 2)
     }
 
-    /// Relative rows through a projection: `[R, H] -> [1, heads, R, d]`.
-    fn split_rel(&self, proj: &Linear<B>, rel: Tensor<B, 2>) -> Tensor<B, 4> {
-        let [r, _] = rel.dims();
-        proj.forward(rel).reshape([1, r, self.num_heads, self.head_size]).swap_dims(1, 2)
+    /// Relative rows through a projection, one row per distance in `order`:
+    /// `[R, H] -> [1, heads, 2L-1, d]`.
+    fn split_rel(&self, proj: &Linear<B>, rel: Tensor<B, 2>, order: Tensor<B, 1, Int>) -> Tensor<B, 4> {
+        let [r] = order.dims();
+        proj.forward(rel).select(0, order).reshape([1, r, self.num_heads, self.head_size]).swap_dims(1, 2)
+    }
+
+    /// `(Kr, Qr)` for the c2p and p2c terms (`None` for a term not in `pos_att_type`), `Kr` in
+    /// descending and `Qr` in ascending distance order. Without autodiff (inference) they are
+    /// computed once per length and reused while the weights and relative rows stay the same.
+    fn relative_projections(&self, rel: &RelativeContext<B>) -> (Option<Tensor<B, 4>>, Option<Tensor<B, 4>>) {
+        let key_proj = self.pos_key_proj.as_ref().unwrap_or(&self.key_proj);
+        let query_proj = self.pos_query_proj.as_ref().unwrap_or(&self.query_proj);
+        let compute = || {
+            let r = self.pos_dropout.forward(rel.rel_embeddings.clone());
+            (
+                self.c2p.then(|| self.split_rel(key_proj, r.clone(), rel.descending.clone())),
+                self.p2c.then(|| self.split_rel(query_proj, r.clone(), rel.ascending.clone())),
+            )
+        };
+        let device = rel.rel_embeddings.device();
+        if B::ad_enabled(&device) {
+            return compute();
+        }
+        let mut inputs = vec![rel.rel_embeddings.clone()];
+        for (used, proj) in [(self.c2p, key_proj), (self.p2c, query_proj)] {
+            if used {
+                inputs.push(proj.weight.val());
+                if let Some(bias) = &proj.bias {
+                    inputs.push(bias.val().unsqueeze());
+                }
+            }
+        }
+        let [len] = rel.ascending.dims();
+        let lock = || self.rel_cache.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = lock().as_ref().and_then(|c| c.downcast_ref::<CachedProjections<B>>()) {
+            if cached.len == len
+                && cached.inputs.len() == inputs.len()
+                && cached.inputs.iter().zip(&inputs).all(|(a, b)| same(a, b))
+            {
+                return cached.projections.clone();
+            }
+        }
+        // Not under the lock: the computation may run rayon jobs, and a worker waiting in one
+        // can pick up another batch half that wants this cache.
+        let projections = compute();
+        *lock() = Some(Box::new(CachedProjections { inputs, len, projections: projections.clone() }));
+        projections
     }
 
     /// `hidden` gives keys and values; `query` (the EMD passes its own) gives queries.
@@ -272,6 +386,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         rel: Option<&RelativeContext<B>>,
     ) -> Tensor<B, 3> {
         let [b, l, _] = query.dims();
+        let (heads, d) = (self.num_heads, self.head_size);
         let q = self.split_heads(self.query_proj.forward(query));
         let k = self.split_heads(self.key_proj.forward(hidden.clone()));
         let v = self.split_heads(self.value_proj.forward(hidden));
@@ -279,23 +394,40 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         // score[i,j] = (Q_i.K_j + Q_i.Kr[idx(i,j)] + K_j.Qr[idx(i,j)]) / s
         let mut scores = q.clone().matmul(k.clone().swap_dims(2, 3));
         if let (true, Some(rel)) = (self.relative_attention, rel) {
-            let r = self.pos_dropout.forward(rel.rel_embeddings.clone());
-            if self.c2p {
-                let kr = self.split_rel(self.pos_key_proj.as_ref().unwrap_or(&self.key_proj), r.clone());
-                // [B, heads, L, R] -> pick column idx(i, j) for each key j
-                let c2p = q.matmul(kr.swap_dims(2, 3));
-                scores = scores + c2p.gather(3, rel.index.clone());
+            let n = b * heads;
+            let (kr, qr) = self.relative_projections(rel);
+            if let Some(kr) = kr {
+                // c[i, t] = Q_i . Kr[row of distance L-1-t]; (i, j) has distance i-j, so
+                // column t = L-1-i+j: a window starting at L-1-i.
+                let c = q.matmul(kr.swap_dims(2, 3));
+                let c2p = if l == 1 { c.reshape([n, 1]) } else { skew(c).slice([0..n * l, 0..l]) };
+                scores = (scores.reshape([n * l, l]) + c2p).reshape([b, heads, l, l]);
             }
-            if self.p2c {
-                let qr = self.split_rel(self.pos_query_proj.as_ref().unwrap_or(&self.query_proj), r);
-                // [B, heads, L(keys), R]: row j, column idx(i, j), then transpose to [i, j]
-                let p2c = k.matmul(qr.swap_dims(2, 3));
-                scores = scores + p2c.gather(3, rel.index_t.clone()).swap_dims(2, 3);
+            if let Some(qr) = qr {
+                // p[j, t] = K_j . Qr[row of distance t-(L-1)]; (i, j) has distance i-j, so
+                // column t = L-1-j+i: row j's window gives the term for every query i, i.e. the
+                // transpose of what the scores need. An identity matmul transposes it on the way.
+                let p = k.matmul(qr.swap_dims(2, 3));
+                let p2c_t = if l == 1 {
+                    p.reshape([n, 1, 1])
+                } else {
+                    skew(p).reshape([n, l, 2 * l - 2]).slice([0..n, 0..l, 0..l])
+                };
+                let p2c = rel.eye.clone().matmul(p2c_t.swap_dims(1, 2));
+                scores = scores + p2c.reshape([b, heads, l, l]);
             }
         }
-        let scores = (scores / self.scale).mask_fill(mask.blocked.clone(), f32::MIN);
+        let mut scores = scores / self.scale;
+        if let Some(blocked) = &mask.blocked {
+            scores = scores.mask_fill(blocked.clone(), f32::MIN);
+        }
         let probs = self.dropout.forward(activation::softmax(scores, 3));
-        probs.matmul(v).swap_dims(1, 2).reshape([b, l, self.num_heads * self.head_size])
+        // Merge heads by concatenating per-head slices (a strided [B, L, heads, d] reshape copies
+        // element by element on some backends).
+        let context = probs.matmul(v);
+        let parts =
+            (0..heads).map(|h| context.clone().slice([0..b, h..h + 1, 0..l, 0..d]).reshape([b, l, d]));
+        Tensor::cat(parts.collect(), 2)
     }
 }
 
@@ -373,7 +505,8 @@ impl<B: Backend> DebertaV2Layer<B> {
         let attn = self.attention.self_attn.forward(hidden, query.clone(), mask, rel);
         let out = &self.attention.output;
         let x1 = out.LayerNorm.forward(out.dropout.forward(out.dense.forward(attn)) + query);
-        let inner = activate(self.intermediate.act, self.intermediate.dense.forward(x1.clone()));
+        let act = self.intermediate.act;
+        let inner = split_sequence(self.intermediate.dense.forward(x1.clone()), |x| activate(act, x));
         let o = &self.output;
         o.LayerNorm.forward(o.dropout.forward(o.dense.forward(inner)) + x1)
     }
@@ -467,8 +600,8 @@ impl<B: Backend> DebertaV2Encoder<B> {
     }
 
     /// The normalised relative table restricted to the rows a `[b, len]` batch reads, with the
-    /// gather indices. `None` without relative attention.
-    pub fn relative_context(&self, b: usize, len: usize, device: &B::Device) -> Option<RelativeContext<B>> {
+    /// per-distance row orders. `None` without relative attention.
+    pub fn relative_context(&self, len: usize, device: &B::Device) -> Option<RelativeContext<B>> {
         let table = self.rel_embeddings.as_ref()?;
         let t = self.relative_tables.get(len);
         let [_, h] = table.weight.dims();
@@ -477,32 +610,56 @@ impl<B: Backend> DebertaV2Encoder<B> {
             Some(ln) => ln.forward(rows),
             None => rows,
         };
-        let index = Tensor::<B, 2, Int>::from_data(TensorData::new(t.index.clone(), [len, len]), device);
-        let expand =
-            |ix: Tensor<B, 2, Int>| ix.reshape([1, 1, len, len]).expand([b, self.num_heads, len, len]);
+        let order = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [2 * len - 1]), device);
         Some(RelativeContext {
             rel_embeddings: rows,
-            index_t: expand(index.clone().transpose()),
-            index: expand(index),
+            ascending: order(t.by_distance.clone()),
+            descending: order(t.by_distance.iter().rev().copied().collect()),
+            eye: Tensor::eye(len, device).unsqueeze(),
         })
     }
 
     pub fn forward(&self, embeddings: Tensor<B, 3>, mask: MaskContext<B>) -> EncoderOutput<B> {
         let [b, l, _] = embeddings.dims();
-        let rel = self.relative_context(b, l, &embeddings.device());
+        let device = embeddings.device();
+        let rel = self.relative_context(l, &device);
+        // Inference on two or more rows: run each half of the batch on its own worker. Rows are
+        // independent, and backends whose elementwise ops run on one thread (Flex) otherwise
+        // leave the other cores idle outside matmuls. Autodiff keeps one graph on one thread.
+        let hidden_states = if b >= 2 && !B::ad_enabled(&device) && rayon::current_num_threads() >= 2 {
+            let half = b / 2;
+            let run = |rows: std::ops::Range<usize>| {
+                let x = embeddings.clone().narrow(0, rows.start, rows.len());
+                self.layers(x, &mask.rows(rows), rel.as_ref())
+            };
+            let (lo, hi) = rayon::join(|| run(0..half), || run(half..b));
+            lo.into_iter().zip(hi).map(|(x, y)| Tensor::cat(vec![x, y], 0)).collect()
+        } else {
+            self.layers(embeddings, &mask, rel.as_ref())
+        };
+        EncoderOutput { hidden_states, mask, rel }
+    }
+
+    /// The embedding output and every layer's output.
+    fn layers(
+        &self,
+        embeddings: Tensor<B, 3>,
+        mask: &MaskContext<B>,
+        rel: Option<&RelativeContext<B>>,
+    ) -> Vec<Tensor<B, 3>> {
         let mut hidden_states = Vec::with_capacity(self.layer.len() + 1);
         hidden_states.push(embeddings.clone());
         let mut x = embeddings.clone();
         for (i, layer) in self.layer.iter().enumerate() {
-            x = layer.forward(x, None, &mask, rel.as_ref());
+            x = layer.forward(x, None, mask, rel);
             if i == 0 {
                 if let Some(conv) = &self.conv {
-                    x = conv.forward(embeddings.clone(), x, &mask);
+                    x = conv.forward(embeddings.clone(), x, mask);
                 }
             }
             hidden_states.push(x.clone());
         }
-        EncoderOutput { hidden_states, mask, rel }
+        hidden_states
     }
 }
 

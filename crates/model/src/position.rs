@@ -59,6 +59,10 @@ pub struct RelativeTable {
     pub num_rows: usize,
     /// `index[i * len + j] = row(i, j) - first_row`.
     pub index: Vec<i64>,
+    /// `by_distance[t] = row(r) - first_row` for `r = t - (len - 1)`, `t` in `0..2*len - 1`: the
+    /// row depends on `r = i - j` only, so one row per distance turns the c2p/p2c gathers into
+    /// shifted windows (see `deberta::skew`).
+    pub by_distance: Vec<i64>,
 }
 
 impl RelativeTable {
@@ -74,7 +78,8 @@ impl RelativeTable {
                 index.push(scheme.row(i, j) - lo);
             }
         }
-        RelativeTable { len, first_row: lo as usize, num_rows: (hi - lo + 1) as usize, index }
+        let by_distance = (-(n - 1)..n).map(|r| scheme.row(r, 0) - lo).collect();
+        RelativeTable { len, first_row: lo as usize, num_rows: (hi - lo + 1) as usize, index, by_distance }
     }
 }
 
@@ -164,6 +169,7 @@ mod tests {
         for (k, &v) in t.index.iter().enumerate() {
             let (i, j) = ((k / 300) as i64, (k % 300) as i64);
             assert_eq!(v + t.first_row as i64, s.row(i, j));
+            assert_eq!(v, t.by_distance[(i - j + 299) as usize]);
         }
     }
 }
