@@ -70,9 +70,11 @@ pub fn run(args: Args) -> Result<()> {
         doc_stride: args.doc_stride.or(card.as_ref().map(|c| c.features.doc_stride)).unwrap_or(128),
     };
     check_length(&config, &task, options.max_length)?;
+    // The labels the model was fine-tuned with when it was on this task, else the task's own,
+    // else (generic data, a model from elsewhere) the model's id2label.
     let labels = if !args.flags.labels.is_empty() {
         args.flags.labels.clone()
-    } else if let Some(c) = card.as_ref().filter(|c| !c.labels.is_empty()) {
+    } else if let Some(c) = card.as_ref().filter(|c| c.task == task.name()) {
         c.labels.clone()
     } else {
         match task.fixed_labels() {
@@ -80,18 +82,6 @@ pub fn run(args: Args) -> Result<()> {
             None => labels_of(&config),
         }
     };
-    let outputs = task.num_outputs(&labels);
-    if matches!(task.head(), Head::SequenceClassification | Head::TokenClassification)
-        && config.num_labels != outputs
-    {
-        bail!(
-            "{}: the model has {} labels ({}), task {} has {outputs}",
-            args.model.display(),
-            config.num_labels,
-            labels_of(&config).join(", "),
-            task.name()
-        );
-    }
     let mut answer = card.as_ref().map(|c| c.answer.clone()).unwrap_or_default();
     answer = AnswerCard {
         n_best: args.n_best.unwrap_or(answer.n_best),
@@ -104,6 +94,18 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|p| Ok((set_name(p), load_data(&task, p, &labels, &tok, &options)?)))
         .collect::<Result<Vec<_>>>()?;
+    let outputs = task.num_outputs(&labels);
+    if matches!(task.head(), Head::SequenceClassification | Head::TokenClassification)
+        && config.num_labels != outputs
+    {
+        bail!(
+            "{}: the model has {} labels ({}), task {} has {outputs}",
+            args.model.display(),
+            config.num_labels,
+            labels_of(&config).join(", "),
+            task.name()
+        );
+    }
     let pad_id = tok.pad_id();
     let evals = with_backend!(args.device, |B, device| evaluate_on::<B>(
         &args, &task, &sets, &answer, batch, pad_id, &device

@@ -201,7 +201,8 @@ pub struct Args {
     /// Classifier dropout (default: the recipe's, else the model config's).
     #[arg(long)]
     cls_dropout: Option<f64>,
-    /// Hidden and attention dropout (default: the model config's).
+    /// Hidden, attention and (unless --cls-dropout) classifier dropout (default: the model
+    /// config's, and the recipe's classifier dropout).
     #[arg(long)]
     dropout: Option<f64>,
     /// Tokens per input, longer ones are truncated (default: the recipe's).
@@ -345,7 +346,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut files = tokenizer_files(&tok)?;
     files.push((TASK_CARD.into(), card.to_json().into_bytes()));
-    let cls_dropout = args.cls_dropout.or(r.cls_dropout);
+    let cls_dropout = args.cls_dropout.or(args.dropout).or(r.cls_dropout);
     with_backend!(args.device, |B, device| {
         train_on::<burn::backend::Autodiff<B>>(
             &args,
