@@ -64,8 +64,11 @@ fn series(records: &[serde_json::Value], key: &str) -> Vec<(f64, f64)> {
 pub fn plot(metrics: &Path, png: &Path, keys: &[(&str, &str)]) -> Result<(), String> {
     let text = std::fs::read_to_string(metrics).map_err(|e| format!("{}: {e}", metrics.display()))?;
     let records: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let panels: Vec<(&str, Vec<(f64, f64)>)> =
-        keys.iter().map(|(key, title)| (*title, series(&records, key))).filter(|(_, s)| !s.is_empty()).collect();
+    let panels: Vec<(&str, Vec<(f64, f64)>)> = keys
+        .iter()
+        .map(|(key, title)| (*title, series(&records, key)))
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
     if panels.is_empty() {
         return Err(format!("{}: nothing to plot", metrics.display()));
     }
