@@ -54,7 +54,7 @@ pub struct Args {
     /// Weight of the RTD loss (official code: 10; the paper and ELECTRA: 50).
     #[arg(long, default_value_t = 10.0)]
     rtd_lambda: f64,
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 200)]
     steps: u64,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
