@@ -2,9 +2,12 @@
 """HF transformers (PyTorch eager) inference throughput on the shapes `deberta bench` uses.
 
     .venv-ref/bin/python scripts/bench_pytorch.py --preset base --batch 8 --seq-len 128 [--threads N] [--json]
+        [--device cpu|cuda[:N]] [--dtype f32|bf16]
 
 Random weights from the same DeBERTa-V3 preset shapes, warm-up, median of --runs timed runs,
-same thread count as the Rust run. Peak RSS is the process's ru_maxrss.
+same thread count as the Rust run. Peak RSS is the process's ru_maxrss. On CUDA every timed run
+ends with torch.cuda.synchronize() and TF32 is off (f32 means f32); `--dtype bf16` runs inference
+under bf16 autocast (HF eager's usual mixed precision). Training is always f32.
 """
 
 import argparse
@@ -33,12 +36,17 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="inference only: bf16 autocast")
     p.add_argument("--train", action="store_true",
                    help="one RTD step: generator (half depth, EMD head, LM head on picks) and discriminator "
                         "(RTD head, GDES) forward, backward and AdamW, like `deberta bench --train`")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    a.dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     h, layers, heads, inter = PRESETS[a.preset]
     config = DebertaV2Config(
         vocab_size=128100, hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads,
@@ -48,15 +56,20 @@ def main():
     )
     torch.manual_seed(0)
     if a.train:
+        if a.dtype != "f32":
+            p.error("--train runs in f32")
         return bench_train(a, config)
-    model = DebertaV2Model(config).eval()
-    ids = torch.randint(4, 128000, (a.batch, a.seq_len))
+    model = DebertaV2Model(config).eval().to(a.dev)
+    ids = torch.randint(4, 128000, (a.batch, a.seq_len)).to(a.dev)
     mask = torch.ones_like(ids)
     times = []
-    with torch.inference_mode():
+    autocast = torch.autocast(device_type=a.dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16")
+    with torch.inference_mode(), autocast:
         for i in range(a.warmup + a.runs):
+            sync(a)
             t = time.perf_counter()
             model(input_ids=ids, attention_mask=mask).last_hidden_state.sum().item()
+            sync(a)
             if i >= a.warmup:
                 times.append(time.perf_counter() - t)
     times.sort()
@@ -64,10 +77,17 @@ def main():
     tps = a.batch * a.seq_len / median
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"pytorch inference {a.preset} batch {a.batch} x {a.seq_len}: median {median * 1e3:.1f} ms, "
-          f"{tps:.0f} tokens/s, peak RSS {peak / 2**20:.0f} MiB, threads {torch.get_num_threads()}")
+          f"{tps:.0f} tokens/s, peak RSS {peak / 2**20:.0f} MiB, threads {torch.get_num_threads()}, "
+          f"{a.device} {a.dtype}")
     if a.json:
         print(json.dumps({"mode": "inference", "preset": a.preset, "batch": a.batch, "seq_len": a.seq_len,
-                          "median_seconds": median, "tokens_per_second": tps, "peak_rss_bytes": peak}))
+                          "median_seconds": median, "tokens_per_second": tps, "peak_rss_bytes": peak,
+                          "device": a.device, "dtype": a.dtype}))
+
+
+def sync(a):
+    if a.dev.type == "cuda":
+        torch.cuda.synchronize(a.dev)
 
 
 def bench_train(a, config):
@@ -82,7 +102,8 @@ def bench_train(a, config):
 
     gconfig = copy.deepcopy(config)
     gconfig.num_hidden_layers = max(config.num_hidden_layers // 2, 1)
-    gen, disc = EmdGenerator(gconfig).train(), RtdDiscriminator(config).train()
+    dev = a.dev
+    gen, disc = EmdGenerator(gconfig).train().to(dev), RtdDiscriminator(config).train().to(dev)
     delta = torch.nn.Parameter(torch.zeros_like(disc.deberta.embeddings.word_embeddings.weight))
     opt_g = torch.optim.AdamW(gen.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
     opt_d = torch.optim.AdamW(list(disc.parameters()) + [delta], lr=1e-4, eps=1e-6, weight_decay=0.01)
@@ -95,13 +116,15 @@ def bench_train(a, config):
         picks = [1 + w * 6 + int(torch.randint(0, 6, ())) for w in range(round(0.15 * L))]
         labels[b, picks] = ids[b, picks]
         ids[b, picks] = 128000
+    ids, mask, labels = ids.to(dev), mask.to(dev), labels.to(dev)
     sel = labels.reshape(-1) > 0
+    positions = torch.arange(L, device=dev)
 
     def step():
         enc = gen.deberta.encoder
         out = gen.deberta(ids, attention_mask=mask, output_hidden_states=True)
         h = out.hidden_states[-2]
-        query = gen.position_embeddings(torch.arange(L))[None] + h
+        query = gen.position_embeddings(positions)[None] + h
         mask4, rel_pos, rel = enc.get_attention_mask(mask), enc.get_rel_pos(h), enc.get_rel_embedding()
         for _ in range(2):
             query = enc.layer[-1](h, mask4, query_states=query, relative_pos=rel_pos, rel_embeddings=rel)[0]
@@ -130,8 +153,10 @@ def bench_train(a, config):
 
     times = []
     for i in range(a.warmup + a.runs):
+        sync(a)
         t = time.perf_counter()
         step()
+        sync(a)
         if i >= a.warmup:
             times.append(time.perf_counter() - t)
     times.sort()
@@ -139,10 +164,11 @@ def bench_train(a, config):
     tps = B * L / median
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"pytorch train {a.preset} batch {B} x {L}: median {median * 1e3:.1f} ms, {tps:.0f} tokens/s, "
-          f"peak RSS {peak / 2**20:.0f} MiB, threads {torch.get_num_threads()}")
+          f"peak RSS {peak / 2**20:.0f} MiB, threads {torch.get_num_threads()}, {a.device} f32")
     if a.json:
         print(json.dumps({"mode": "train", "preset": a.preset, "batch": B, "seq_len": L,
-                          "median_seconds": median, "tokens_per_second": tps, "peak_rss_bytes": peak}))
+                          "median_seconds": median, "tokens_per_second": tps, "peak_rss_bytes": peak,
+                          "device": a.device, "dtype": "f32"}))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 //! names concrete backends.
 
 use anyhow::{bail, Result};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::FloatDType;
 use std::path::PathBuf;
 
 pub type Cpu = burn::backend::Flex;
@@ -28,6 +31,50 @@ pub fn parse_device(s: &str) -> Result<Device> {
             }
         }
         _ => bail!("--device {s:?}: expected cpu, cuda or cuda:N"),
+    }
+}
+
+/// `--dtype` of `forward` and `bench` (inference only; training is always f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    /// Every float tensor in bf16: weights (cast after loading), activations, matmul inputs and
+    /// outputs, softmax, LayerNorm, GELU. burn 0.21 has no autocast, so nothing stays f32; inside
+    /// a kernel the backend chooses (CubeCL's matmul accumulates bf16 operands in f32).
+    Bf16,
+}
+
+pub fn parse_dtype(s: &str) -> Result<Dtype> {
+    match s {
+        "f32" => Ok(Dtype::F32),
+        "bf16" => Ok(Dtype::Bf16),
+        _ => bail!("--dtype {s:?}: expected f32 or bf16"),
+    }
+}
+
+/// Makes `dtype` the default float type of `device`, so that the tensors the forward creates
+/// (masks, the relative-position tables, ...) match the weights. Must run before any tensor exists
+/// on `device` (burn fixes a device's defaults at its first tensor).
+pub fn init_dtype<B: Backend>(device: &B::Device, dtype: Dtype) -> Result<()> {
+    if dtype == Dtype::Bf16 {
+        let int: burn::tensor::IntDType = <B::IntElem as burn::tensor::Element>::dtype().into();
+        burn::tensor::set_default_dtypes::<B>(device, FloatDType::BF16, int)
+            .map_err(|e| anyhow::anyhow!("--dtype bf16 on this device: {e:?}"))?;
+    }
+    Ok(())
+}
+
+/// Casts every float parameter of `module` to `dtype` (weights are loaded as stored, f32).
+pub fn cast_module<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
+    struct Cast;
+    impl<B: Backend> ModuleMapper<B> for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            param.map(|t| t.cast(FloatDType::BF16))
+        }
+    }
+    match dtype {
+        Dtype::F32 => module,
+        Dtype::Bf16 => module.map(&mut Cast),
     }
 }
 

@@ -2,7 +2,7 @@
 //! after warm-up) and the process's peak RSS. Compare with `scripts/bench_pytorch.py` on the same
 //! machine in the same session; never assert wall-clock in tests.
 
-use crate::backend::parse_device;
+use crate::backend::{cast_module, init_dtype, parse_device, parse_dtype, Dtype};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -37,6 +37,9 @@ pub struct Args {
     json: bool,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: crate::backend::Device,
+    /// Inference only: f32 or bf16 (all weights and activations).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: Dtype,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -51,6 +54,9 @@ pub fn run(args: Args) -> Result<()> {
     let serde_json::Value::Object(map) = json else { unreachable!("presets are objects") };
     let config = DebertaConfig::from_map(map)?;
     if args.train {
+        if args.dtype != Dtype::F32 {
+            bail!("--train runs in f32 (burn 0.21 has no mixed-precision training); drop --dtype");
+        }
         return with_backend!(args.device, |B, device| bench_train::<burn::backend::Autodiff<B>>(
             &args, &config, &device
         ));
@@ -90,7 +96,8 @@ fn report(args: &Args, mode: &str, median: f64) {
             serde_json::json!({
                 "mode": mode, "preset": args.preset, "batch": b, "seq_len": l,
                 "median_seconds": median, "tokens_per_second": tokens_per_second,
-                "peak_rss_bytes": peak, "runs": args.runs,
+                "peak_rss_bytes": peak, "runs": args.runs, "dtype": format!("{:?}", args.dtype).to_lowercase(),
+                "device": format!("{:?}", args.device).to_lowercase(),
             })
         );
     }
@@ -139,14 +146,17 @@ fn bench_train<B: AutodiffBackend>(args: &Args, config: &DebertaConfig, device: 
         let (g, d, _) = trainer.step(1e-4, generator.clone(), discriminator.clone(), &masked, &uniforms);
         generator = g;
         discriminator = d;
+        // The discriminator's AdamW update may still be queued on an asynchronous backend.
+        B::sync(device).expect("backend sync");
     });
     report(args, "train", median);
     Ok(())
 }
 
 fn bench_inference<B: Backend>(args: &Args, config: &DebertaConfig, device: &B::Device) -> Result<()> {
+    init_dtype::<B>(device, args.dtype)?;
     B::seed(device, 0);
-    let model = DebertaModel::<B>::new(config, Head::Base, device);
+    let model = cast_module(DebertaModel::<B>::new(config, Head::Base, device), args.dtype);
     let (b, l) = (args.batch, args.seq_len);
     let ids: Vec<i64> = (0..b * l).map(|k| (4 + (k * 7919) % (config.vocab_size - 4)) as i64).collect();
     let batch = Batch {

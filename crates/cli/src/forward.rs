@@ -1,4 +1,4 @@
-use crate::backend::{asset, parse_device};
+use crate::backend::{asset, cast_module, init_dtype, parse_device, parse_dtype, Dtype};
 use crate::with_backend;
 use anyhow::{Context, Result};
 use burn::prelude::*;
@@ -28,6 +28,9 @@ pub struct Args {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: crate::backend::Device,
+    /// f32, or bf16 (weights cast after loading, every activation bf16; outputs written as f32).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: Dtype,
 }
 
 pub fn parse_head(s: &str) -> Result<Head, String> {
@@ -45,6 +48,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &B::Device) -> Result<()> {
+    init_dtype::<B>(device, args.dtype)?;
     let options = LoadOptions { head: args.head, init_missing_head: args.init_missing_head };
     let loaded = load_model::<B>(&model_dir, &options, device).context("loading the model")?;
     for name in &loaded.initialised {
@@ -60,7 +64,8 @@ fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &
         rows.rows,
         rows.len
     );
-    let out = loaded.model.forward(&rows.to_batch::<B>(device), rows.choices);
+    let model = cast_module(loaded.model, args.dtype);
+    let out = model.forward(&rows.to_batch::<B>(device), rows.choices);
 
     let tensors = output_tensors(out);
     write_safetensors(&args.output, &tensors)?;
