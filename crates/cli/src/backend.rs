@@ -78,6 +78,15 @@ pub fn cast_module<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
     }
 }
 
+/// `--threads`: the size of the global rayon pool (default: all cores).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        use anyhow::Context;
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting --threads")?;
+    }
+    Ok(())
+}
+
 /// Runs `$body` with `$B` bound to the backend type of `$device` and `$dev` to its device value.
 #[macro_export]
 macro_rules! with_backend {

@@ -46,9 +46,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.runs == 0 || args.batch == 0 || args.seq_len == 0 {
         bail!("--runs, --batch and --seq-len must be positive");
     }
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting --threads")?;
-    }
+    crate::backend::set_threads(args.threads)?;
     let json = preset_json(&args.preset)
         .with_context(|| format!("unknown preset {:?} (one of {})", args.preset, PRESETS.join(", ")))?;
     let serde_json::Value::Object(map) = json else { unreachable!("presets are objects") };

@@ -3,7 +3,7 @@
 //! next to the model, the evaluation repeats training's exactly (same inputs, same batches).
 
 use crate::backend::parse_device;
-use crate::finetune::{check_length, check_vocab, load_data, set_name, set_threads, tokenizer, TaskFlags};
+use crate::finetune::{check_length, check_vocab, load_data, set_name, tokenizer, TaskFlags};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -53,7 +53,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads)?;
+    crate::backend::set_threads(args.threads)?;
     let card = TaskCard::read(&args.model)?;
     let task = args.flags.task(card.as_ref())?;
     if let Some(c) = &card {

@@ -256,15 +256,8 @@ pub struct Args {
     device: crate::backend::Device,
 }
 
-pub fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting --threads")?;
-    }
-    Ok(())
-}
-
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads)?;
+    crate::backend::set_threads(args.threads)?;
     let task = args.flags.task(None)?;
     let r = recipe(&task);
     let tok = tokenizer(args.flags.tokenizer.as_deref(), &args.model)?;

@@ -12,7 +12,7 @@
 //!   "null_score_diff"}` (`""` for no answer; character offsets in the context).
 
 use crate::backend::parse_device;
-use crate::finetune::{check_vocab, set_threads, tokenizer};
+use crate::finetune::{check_vocab, tokenizer};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -107,7 +107,7 @@ impl Line {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads)?;
+    crate::backend::set_threads(args.threads)?;
     let tok = tokenizer(args.tokenizer.as_deref(), &args.model)?;
     let card = TaskCard::read(&args.model)?;
     let config = deberta_io::read_config(&args.model)?;

@@ -101,9 +101,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting --threads")?;
-    }
+    crate::backend::set_threads(args.threads)?;
     if args.steps == 0 || args.batch_size == 0 {
         bail!("--steps and --batch-size must be positive");
     }
