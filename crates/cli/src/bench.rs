@@ -35,6 +35,10 @@ pub struct Args {
     /// Print a JSON line last.
     #[arg(long)]
     json: bool,
+    /// CPU: run the generic op-by-op path instead of the fused kernels (attention, Linear+GELU,
+    /// AdamW), to measure what they gain.
+    #[arg(long)]
+    no_fused: bool,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: crate::backend::Device,
     /// Inference only: f32 or bf16 (all weights and activations).
@@ -47,6 +51,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--runs, --batch and --seq-len must be positive");
     }
     crate::backend::set_threads(args.threads)?;
+    deberta_model::fast::set_enabled(!args.no_fused);
     let json = preset_json(&args.preset)
         .with_context(|| format!("unknown preset {:?} (one of {})", args.preset, PRESETS.join(", ")))?;
     let serde_json::Value::Object(map) = json else { unreachable!("presets are objects") };

@@ -5,6 +5,7 @@
 #![allow(non_snake_case)] // `LayerNorm` fields mirror the checkpoint names.
 
 use crate::config::{Activation, DebertaConfig};
+use crate::fast;
 use crate::position::{RelativeScheme, RelativeTableCache};
 use burn::module::{Initializer, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
@@ -37,6 +38,28 @@ pub(crate) fn linear<B: Backend>(
         layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
     }
     layer
+}
+
+/// `x W + b` over the last dimension as one `[rows, d_in] x [d_in, d_out]` matmul. burn's
+/// `Linear::forward` broadcasts the weight over the leading dimensions instead: a batched matmul
+/// that re-packs the weight for every sequence, on one thread each, and whose weight gradient is a
+/// `[batch, d_in, d_out]` stack summed afterwards. One 2-D product lets the GEMM split its own work
+/// across cores (BENCHMARKS.md, "2-D Linear").
+pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    if fast::applies::<B>(x.dtype()) {
+        return fast::dense(layer, x, false);
+    }
+    let dims = x.dims();
+    let d_in = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let [_, d_out] = layer.weight.dims();
+    let mut y = x.reshape([rows, d_in]).matmul(layer.weight.val());
+    if let Some(bias) = &layer.bias {
+        y = y + bias.val().unsqueeze::<2>();
+    }
+    let mut out = dims;
+    out[D - 1] = d_out;
+    y.reshape(out)
 }
 
 pub(crate) fn embedding<B: Backend>(
@@ -215,7 +238,7 @@ impl<B: Backend> DebertaV2Embeddings<B> {
             x = x + types.forward(ids);
         }
         if let Some(proj) = &self.embed_proj {
-            x = proj.forward(x);
+            x = dense(proj, x);
         }
         let x = self.LayerNorm.forward(x) * mask.tokens.clone();
         self.dropout.forward(x)
@@ -269,7 +292,8 @@ struct CachedProjections<B: Backend> {
 }
 
 fn same<B: Backend>(a: &Tensor<B, 2>, b: &Tensor<B, 2>) -> bool {
-    a.dims() == b.dims() && a.clone().equal(b.clone()).all().into_scalar().to_bool()
+    fast::same_buffer(a, b)
+        || (a.dims() == b.dims() && a.clone().equal(b.clone()).all().into_scalar().to_bool())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,7 +355,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     /// `[R, H] -> [1, heads, 2L-1, d]`.
     fn split_rel(&self, proj: &Linear<B>, rel: Tensor<B, 2>, order: Tensor<B, 1, Int>) -> Tensor<B, 4> {
         let [r] = order.dims();
-        proj.forward(rel).select(0, order).reshape([1, r, self.num_heads, self.head_size]).swap_dims(1, 2)
+        dense(proj, rel).select(0, order).reshape([1, r, self.num_heads, self.head_size]).swap_dims(1, 2)
     }
 
     /// `(Kr, Qr)` for the c2p and p2c terms (`None` for a term not in `pos_att_type`), `Kr` in
@@ -387,9 +411,19 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     ) -> Tensor<B, 3> {
         let [b, l, _] = query.dims();
         let (heads, d) = (self.num_heads, self.head_size);
-        let q = self.split_heads(self.query_proj.forward(query));
-        let k = self.split_heads(self.key_proj.forward(hidden.clone()));
-        let v = self.split_heads(self.value_proj.forward(hidden));
+        let q = dense(&self.query_proj, query);
+        let k = dense(&self.key_proj, hidden.clone());
+        let v = dense(&self.value_proj, hidden);
+        if fast::applies::<B>(q.dtype()) {
+            let (kr, qr) = match (self.relative_attention, rel) {
+                (true, Some(rel)) => self.relative_projections(rel),
+                _ => (None, None),
+            };
+            let padded = mask.blocked.is_some();
+            let dims = (heads, d);
+            return fast::attention(q, k, v, kr, qr, mask.tokens.clone(), padded, dims, self.scale as f32);
+        }
+        let (q, k, v) = (self.split_heads(q), self.split_heads(k), self.split_heads(v));
 
         // score[i,j] = (Q_i.K_j + Q_i.Kr[idx(i,j)] + K_j.Qr[idx(i,j)]) / s
         let mut scores = q.clone().matmul(k.clone().swap_dims(2, 3));
@@ -504,11 +538,15 @@ impl<B: Backend> DebertaV2Layer<B> {
         let query = query.unwrap_or_else(|| hidden.clone());
         let attn = self.attention.self_attn.forward(hidden, query.clone(), mask, rel);
         let out = &self.attention.output;
-        let x1 = out.LayerNorm.forward(out.dropout.forward(out.dense.forward(attn)) + query);
+        let x1 = out.LayerNorm.forward(out.dropout.forward(dense(&out.dense, attn)) + query);
         let act = self.intermediate.act;
-        let inner = split_sequence(self.intermediate.dense.forward(x1.clone()), |x| activate(act, x));
+        let inner = if fast::applies::<B>(x1.dtype()) && fast::fuses(act) {
+            fast::dense(&self.intermediate.dense, x1.clone(), true)
+        } else {
+            split_sequence(dense(&self.intermediate.dense, x1.clone()), |x| activate(act, x))
+        };
         let o = &self.output;
-        o.LayerNorm.forward(o.dropout.forward(o.dense.forward(inner)) + x1)
+        o.LayerNorm.forward(o.dropout.forward(dense(&o.dense, inner)) + x1)
     }
 }
 

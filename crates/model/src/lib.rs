@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod deberta;
+pub mod fast;
 pub mod heads;
 pub mod loss;
 pub mod position;

@@ -10,6 +10,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use deberta_io::{HostTensor, IoError, TensorMap};
+use deberta_model::fast;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -177,8 +178,22 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         let shape = tensor.shape();
         let n = shape.num_elements();
         let x = tensor.inner().reshape([n]);
+        let path = self.path.join(".");
+        let lr = match &self.opt.lr_scale {
+            Some(scale) => self.lr * scale(&path),
+            None => self.lr,
+        };
+        let moments = self.opt.moments.remove(&id);
+        if fast::applies::<B::InnerBackend>(x.dtype()) {
+            let decay = if decays(&path) { c.weight_decay } else { 0.0 };
+            let hyper = Hyper { c, t: self.opt.steps as i32, scale: self.scale, lr, decay };
+            let (x, m, v) = fused_update(x, grad.reshape([n]), moments, hyper);
+            self.opt.moments.insert(id, (m, v));
+            let tensor = Tensor::<B, D>::from_inner(x.reshape(shape)).require_grad();
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
         let g = grad.reshape([n]) * self.scale;
-        let (m, v) = match self.opt.moments.remove(&id) {
+        let (m, v) = match moments {
             Some((m, v)) => {
                 (m * c.beta1 + g.clone() * (1.0 - c.beta1), v * c.beta2 + g.powi_scalar(2) * (1.0 - c.beta2))
             }
@@ -191,19 +206,87 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
             (m.clone(), v.clone())
         };
         let mut step = mh / (vh.sqrt() + c.epsilon);
-        let path = self.path.join(".");
         if c.weight_decay > 0.0 && decays(&path) {
             step = step + x.clone() * c.weight_decay;
         }
-        let lr = match &self.opt.lr_scale {
-            Some(scale) => self.lr * scale(&path),
-            None => self.lr,
-        };
         let x = x - step * lr;
         self.opt.moments.insert(id, (m, v));
         let tensor = Tensor::<B, D>::from_inner(x.reshape(shape)).require_grad();
         Param::from_mapped_value(id, tensor, mapper)
     }
+}
+
+/// What one parameter's update needs besides its tensors.
+struct Hyper {
+    c: AdamWConfig,
+    /// The step number, from 1.
+    t: i32,
+    /// Gradient clipping factor.
+    scale: f64,
+    lr: f64,
+    /// Weight decay of this parameter (0 where [`decays`] says no).
+    decay: f64,
+}
+
+/// The update above in one pass over `x`, `g`, `m`, `v` on all cores, in place where the buffers
+/// are not shared: on Flex the op-by-op form allocates and streams a dozen parameter-sized
+/// temporaries, which for the 128100-row embeddings cost more than the model's own matmuls
+/// (BENCHMARKS.md, "Fused AdamW"). Same formula, same f32 rounding of every constant.
+fn fused_update<I: Backend>(
+    x: Tensor<I, 1>,
+    g: Tensor<I, 1>,
+    moments: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
+    h: Hyper,
+) -> (Tensor<I, 1>, Tensor<I, 1>, Tensor<I, 1>) {
+    use rayon::prelude::*;
+    let [n] = x.dims();
+    let c = h.c;
+    let (bc1, bc2) =
+        if c.bias_correction { (1.0 - c.beta1.powi(h.t), 1.0 - c.beta2.powi(h.t)) } else { (1.0, 1.0) };
+    let f = |v: f64| v as f32;
+    let (scale, b1, b2, a1, a2) = (f(h.scale), f(c.beta1), f(c.beta2), f(1.0 - c.beta1), f(1.0 - c.beta2));
+    let (bc1, bc2, eps, decay, lr) = (f(bc1), f(bc2), f(c.epsilon), f(h.decay), f(h.lr));
+    let mut x = owned(fast::to_flex(x));
+    let g = fast::to_flex(g).to_contiguous();
+    let (mut m, mut v) = match moments {
+        Some((m, v)) => (owned(fast::to_flex(m)), owned(fast::to_flex(v))),
+        None => {
+            let zeros = || burn_flex::FlexTensor::zeros([n].into(), burn::tensor::DType::F32);
+            (zeros(), zeros())
+        }
+    };
+    const CHUNK: usize = 1 << 14;
+    x.storage_mut::<f32>()
+        .par_chunks_mut(CHUNK)
+        .zip(g.storage::<f32>().par_chunks(CHUNK))
+        .zip(m.storage_mut::<f32>().par_chunks_mut(CHUNK))
+        .zip(v.storage_mut::<f32>().par_chunks_mut(CHUNK))
+        .for_each(|(((x, g), m), v)| {
+            for i in 0..x.len() {
+                let g = g[i] * scale;
+                m[i] = m[i] * b1 + g * a1;
+                v[i] = v[i] * b2 + g * g * a2;
+                let (mh, vh) = if c.bias_correction { (m[i] / bc1, v[i] / bc2) } else { (m[i], v[i]) };
+                let mut step = mh / (vh.sqrt() + eps);
+                if decay > 0.0 {
+                    step += x[i] * decay;
+                }
+                x[i] -= step * lr;
+            }
+        });
+    (fast::from_flex(x), fast::from_flex(m), fast::from_flex(v))
+}
+
+/// `t` contiguous in a buffer of its own, to update in place (copied only when shared).
+fn owned(t: burn_flex::FlexTensor) -> burn_flex::FlexTensor {
+    let c = t.to_contiguous();
+    drop(t);
+    if c.is_unique() {
+        return c;
+    }
+    let mut copy = burn_flex::FlexTensor::empty(c.layout().shape().clone(), c.dtype());
+    copy.storage_mut::<f32>().copy_from_slice(c.storage::<f32>());
+    copy
 }
 
 #[cfg(test)]

@@ -1,0 +1,334 @@
+//! Fused f32 inference kernels for the Flex CPU backend.
+//!
+//! The generic layer code (deberta.rs) is the reference and the only path under autodiff and on
+//! other backends. On plain `Flex` with f32 tensors, two pieces of it run here instead, because
+//! burn's op-by-op execution costs more than the arithmetic there (BENCHMARKS.md, "Fused CPU
+//! kernels"): Flex runs elementwise ops on one thread, without fusion, and broadcasts a Linear's
+//! weight into a per-sequence batched matmul.
+//!
+//! - [`dense`]: `act(x W + b)` as column blocks of one GEMM on all cores, the bias preloaded into
+//!   the output and the activation applied to each block while it is in cache.
+//! - [`attention`]: the whole disentangled attention of one (sequence, head) per task: `Q.K^T`,
+//!   the c2p and p2c windows read in place (no skew copies, no transposing matmul), scale, mask,
+//!   softmax and `P.V` written straight into the merged-heads layout.
+//!
+//! Both are selected at run time by type (`B == Flex`), so model code stays generic; they are
+//! tested against the generic path (tests below) and, through it, against HF.
+
+use crate::config::Activation;
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::{DType, TensorPrimitive};
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+use std::any::{Any, TypeId};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Switches the kernels off (and on) process-wide: for benchmarks of what they gain, and for the
+/// test that compares them with the generic path.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the kernels apply to tensors of backend `B` holding `dtype`.
+pub fn applies<B: Backend>(dtype: DType) -> bool {
+    TypeId::of::<B>() == TypeId::of::<Flex>() && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
+}
+
+/// `t`'s Flex tensor (callers check [`applies`] first).
+pub fn to_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
+    let primitive: Box<dyn Any> = Box::new(t.into_primitive().tensor());
+    *primitive.downcast::<FlexTensor>().expect("fast kernels are only called on Flex")
+}
+
+/// A Flex tensor as a tensor of `B` (which must be `Flex`).
+pub fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
+    let primitive: Box<dyn Any> = Box::new(t);
+    let primitive = *primitive.downcast::<B::FloatTensorPrimitive>().expect("B is Flex");
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+/// Whether `a` and `b` are views of one Flex buffer with one layout (so certainly equal): lets
+/// the relative-projection cache recognise unchanged weights without comparing them element by
+/// element on every call. `false` on other backends.
+pub fn same_buffer<B: Backend, const D: usize>(a: &Tensor<B, D>, b: &Tensor<B, D>) -> bool {
+    if TypeId::of::<B>() != TypeId::of::<Flex>() {
+        return false;
+    }
+    let (a, b) = (to_flex(a.clone()), to_flex(b.clone()));
+    std::sync::Arc::ptr_eq(&a.data_arc(), &b.data_arc()) && a.layout() == b.layout()
+}
+
+/// A tensor's f32 elements with its 2-D view: (data from the view's start, row stride, col stride).
+struct View<'a> {
+    data: &'a [f32],
+    rs: isize,
+    cs: isize,
+}
+
+fn view2(t: &FlexTensor) -> View<'_> {
+    let layout = t.layout();
+    let strides = layout.strides();
+    let n = strides.len();
+    View { data: &t.storage::<f32>()[layout.start_offset()..], rs: strides[n - 2], cs: strides[n - 1] }
+}
+
+/// A pointer shared by tasks that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Through a method, so closures capture the (Sync) wrapper rather than the raw field.
+    fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] . rhs[k, n]` on the calling thread, all operands strided.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: isize,
+    accumulate: bool,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (isize, isize),
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            accumulate,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// `erf` as a branch-free rational function on `[-4, 4]` (Eigen's `generic_fast_erf_float`, the
+/// approximation TensorFlow and XLA use), so that the GELU loop vectorises; libm's `erff`
+/// branches per element and was 8% of a base forward. Within 1e-6 of libm's `erff` (test below);
+/// PyTorch's own vectorised CPU erf is a 1.5e-7 approximation too.
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // the published coefficients, as published
+fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.72614225801306e-10f32;
+    for a in [
+        2.77068142495902e-08,
+        -2.10102402082508e-06,
+        -5.69250639462346e-05,
+        -7.34990630326855e-04,
+        -2.95459980854025e-03,
+        -1.60960333262415e-02,
+    ] {
+        p = p.mul_add(x2, a);
+    }
+    let mut q = -1.45660718464996e-05f32;
+    for b in [-2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03, -1.42647390514189e-02] {
+        q = q.mul_add(x2, b);
+    }
+    x * p / q
+}
+
+/// HF's exact GELU, `x/2 (1 + erf(x/sqrt 2))`, on a slice: compiled for AVX2+FMA where the CPU has
+/// them (the crate is built for baseline x86-64), so the loop runs 8 lanes wide.
+fn gelu_in_place(xs: &mut [f32]) {
+    #[inline(always)]
+    fn gelu_all(xs: &mut [f32]) {
+        xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)));
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(xs: &mut [f32]) {
+            gelu_all(xs)
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return unsafe { avx2(xs) };
+        }
+    }
+    gelu_all(xs)
+}
+
+/// `act(x W + b)` over the last dimension (`act` fused only for GELU; `None` when it is another
+/// activation, which the caller applies). Callers check [`applies`] first.
+pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gelu_act: bool) -> Tensor<B, D> {
+    let dims = x.dims();
+    let d_in = dims[D - 1];
+    let rows: usize = dims[..D - 1].iter().product();
+    let x = to_flex(x.reshape([rows, d_in]));
+    let w = to_flex(layer.weight.val());
+    let bias = layer.bias.as_ref().map(|b| to_flex(b.val()).to_contiguous());
+    let d_out = w.layout().shape()[1];
+
+    let mut out = FlexTensor::empty([rows, d_out].into(), DType::F32);
+    let dst: &mut [f32] = out.storage_mut();
+    if let Some(bias) = &bias {
+        let bias: &[f32] = bias.storage();
+        dst.par_chunks_mut(d_out).for_each(|row| row.copy_from_slice(bias));
+    }
+    let (xv, wv) = (view2(&x), view2(&w));
+    let dst = Out(dst.as_mut_ptr());
+    // Column blocks, one per worker: each packs only its slice of W, and all rows share A's
+    // packing order, which suits both a 128-row single sequence and 1024-row batches.
+    let blocks = rayon::current_num_threads().clamp(1, d_out.div_ceil(64).max(1));
+    let width = d_out.div_ceil(blocks).next_multiple_of(16).min(d_out);
+    (0..d_out.div_ceil(width)).into_par_iter().for_each(|blk| {
+        let c0 = blk * width;
+        let cw = width.min(d_out - c0);
+        unsafe {
+            let out = dst.at(c0);
+            gemm(
+                (rows, cw, d_in),
+                out,
+                d_out as isize,
+                bias.is_some(),
+                xv.data.as_ptr(),
+                (xv.rs, xv.cs),
+                wv.data.as_ptr().offset(c0 as isize * wv.cs),
+                (wv.rs, wv.cs),
+            );
+            if gelu_act {
+                for r in 0..rows {
+                    gelu_in_place(std::slice::from_raw_parts_mut(out.add(r * d_out), cw));
+                }
+            }
+        }
+    });
+    let mut out_dims = dims;
+    out_dims[D - 1] = d_out;
+    from_flex::<B, 2>(out).reshape(out_dims)
+}
+
+/// Whether [`dense`] can fuse `act`.
+pub fn fuses(act: Activation) -> bool {
+    act == Activation::Gelu
+}
+
+/// Disentangled attention for all heads: `q`, `k`, `v` are `[B, L, heads*d]` projections, `kr`
+/// (`Kr`, descending distance) and `qr` (`Qr`, ascending) the `[1, heads, 2L-1, d]` relative
+/// projections of the terms in use, `tokens` the `[B, L, 1]` 0/1 mask (`padded`: whether any is 0).
+/// Returns the `[B, L, heads*d]` context, exactly the generic path's
+/// `softmax(mask_fill((QK^T + c2p + p2c) / scale)) V`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    kr: Option<Tensor<B, 4>>,
+    qr: Option<Tensor<B, 4>>,
+    tokens: Tensor<B, 3>,
+    padded: bool,
+    (heads, d): (usize, usize),
+    scale: f32,
+) -> Tensor<B, 3> {
+    let [b, l, hd] = q.dims();
+    let r = 2 * l - 1;
+    let contiguous = |t: Tensor<B, 3>| to_flex(t).to_contiguous();
+    let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+    let (kr, qr) = (kr.map(to_flex), qr.map(to_flex));
+    let tokens = to_flex(tokens).to_contiguous();
+    let (qd, kd, vd): (&[f32], &[f32], &[f32]) = (q.storage(), k.storage(), v.storage());
+    // Kr / Qr as they come (a [1, heads, 2L-1, d] view of the cached projection): per head, the
+    // start and the (distance, feature) strides.
+    fn heads_of(t: &FlexTensor) -> (&[f32], isize, (isize, isize)) {
+        let (layout, data) = (t.layout(), t.storage::<f32>());
+        let st = layout.strides();
+        (&data[layout.start_offset()..], st[1], (st[3], st[2]))
+    }
+    let (krd, qrd) = (kr.as_ref().map(heads_of), qr.as_ref().map(heads_of));
+    let mask: &[f32] = tokens.storage();
+
+    let mut out = FlexTensor::empty([b, l, hd].into(), DType::F32);
+    let dst = Out(out.storage_mut::<f32>().as_mut_ptr());
+    let hd_s = hd as isize;
+    (0..b * heads).into_par_iter().for_each_init(
+        || (vec![0f32; l * l], vec![0f32; l * r], vec![0f32; l * r]),
+        |(s, c, p), task| {
+            let (bi, h) = (task / heads, task % heads);
+            let at = |data: &[f32]| unsafe { data.as_ptr().add(bi * l * hd + h * d) };
+            let (qh, kh, vh) = (at(qd), at(kd), at(vd));
+            let rel_h =
+                |data: &[f32], head_stride: isize| unsafe { data.as_ptr().offset(h as isize * head_stride) };
+            unsafe {
+                // S = Q K^T; C = Q Kr^T (row i, column t: distance L-1-t); P = K Qr^T (row j,
+                // column t: distance t-(L-1)).
+                gemm((l, l, d), s.as_mut_ptr(), l as isize, false, qh, (hd_s, 1), kh, (1, hd_s));
+                if let Some((kr, hs, rhs)) = krd {
+                    gemm((l, r, d), c.as_mut_ptr(), r as isize, false, qh, (hd_s, 1), rel_h(kr, hs), rhs);
+                }
+                if let Some((qr, hs, rhs)) = qrd {
+                    gemm((l, r, d), p.as_mut_ptr(), r as isize, false, kh, (hd_s, 1), rel_h(qr, hs), rhs);
+                }
+            }
+            let m = &mask[bi * l..(bi + 1) * l];
+            for i in 0..l {
+                let row = &mut s[i * l..(i + 1) * l];
+                // (i, j) has distance i-j: C column L-1-i+j, P[j] column L-1+i-j.
+                if krd.is_some() {
+                    let window = &c[i * r + (l - 1 - i)..][..l];
+                    row.iter_mut().zip(window).for_each(|(x, y)| *x += y);
+                }
+                if qrd.is_some() {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x += p[j * r + (l - 1 - j) + i];
+                    }
+                }
+                row.iter_mut().for_each(|x| *x /= scale);
+                if padded {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        if m[i] != 1.0 || m[j] != 1.0 {
+                            *x = f32::MIN;
+                        }
+                    }
+                }
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0;
+                for x in row.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                row.iter_mut().for_each(|x| *x /= sum);
+            }
+            unsafe {
+                let o = dst.at(bi * l * hd + h * d);
+                gemm((l, d, l), o, hd_s, false, s.as_ptr(), (l as isize, 1), vh, (hd_s, 1));
+            }
+        },
+    );
+    from_flex(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_matches_libm() {
+        let worst = (-6000..=6000)
+            .map(|i| i as f32 * 1e-3)
+            .map(|x| (super::erf(x) - burn_flex::ops::unary::erf_f32(x)).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-6, "max |erf - libm erff| = {worst}");
+    }
+}
