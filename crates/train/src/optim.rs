@@ -246,7 +246,7 @@ fn fused_update<I: Backend>(
     let f = |v: f64| v as f32;
     let (scale, b1, b2, a1, a2) = (f(h.scale), f(c.beta1), f(c.beta2), f(1.0 - c.beta1), f(1.0 - c.beta2));
     let (bc1, bc2, eps, decay, lr) = (f(bc1), f(bc2), f(c.epsilon), f(h.decay), f(h.lr));
-    let mut x = owned(fast::to_flex(x));
+    let x = fast::to_flex(x).to_contiguous();
     let g = fast::to_flex(g).to_contiguous();
     let (mut m, mut v) = match moments {
         Some((m, v)) => (owned(fast::to_flex(m)), owned(fast::to_flex(v))),
@@ -255,25 +255,46 @@ fn fused_update<I: Backend>(
             (zeros(), zeros())
         }
     };
+    // New value of one parameter from its old value, gradient and (updated in place) moments.
+    let update = |x: f32, g: f32, m: &mut f32, v: &mut f32| {
+        let g = g * scale;
+        *m = *m * b1 + g * a1;
+        *v = *v * b2 + g * g * a2;
+        let (mh, vh) = if c.bias_correction { (*m / bc1, *v / bc2) } else { (*m, *v) };
+        let mut step = mh / (vh.sqrt() + eps);
+        if decay > 0.0 {
+            step += x * decay;
+        }
+        x - step * lr
+    };
     const CHUNK: usize = 1 << 14;
-    x.storage_mut::<f32>()
-        .par_chunks_mut(CHUNK)
-        .zip(g.storage::<f32>().par_chunks(CHUNK))
+    let moments = g
+        .storage::<f32>()
+        .par_chunks(CHUNK)
         .zip(m.storage_mut::<f32>().par_chunks_mut(CHUNK))
-        .zip(v.storage_mut::<f32>().par_chunks_mut(CHUNK))
-        .for_each(|(((x, g), m), v)| {
+        .zip(v.storage_mut::<f32>().par_chunks_mut(CHUNK));
+    // The parameter's buffer is usually still shared (the autodiff graph or GDES keeps the old
+    // value), so the new value goes to a fresh buffer rather than a copy updated in place.
+    let x = if x.is_unique() {
+        let mut x = x;
+        x.storage_mut::<f32>().par_chunks_mut(CHUNK).zip(moments).for_each(|(x, ((g, m), v))| {
             for i in 0..x.len() {
-                let g = g[i] * scale;
-                m[i] = m[i] * b1 + g * a1;
-                v[i] = v[i] * b2 + g * g * a2;
-                let (mh, vh) = if c.bias_correction { (m[i] / bc1, v[i] / bc2) } else { (m[i], v[i]) };
-                let mut step = mh / (vh.sqrt() + eps);
-                if decay > 0.0 {
-                    step += x[i] * decay;
-                }
-                x[i] -= step * lr;
+                x[i] = update(x[i], g[i], &mut m[i], &mut v[i]);
             }
         });
+        x
+    } else {
+        let mut out = burn_flex::FlexTensor::empty([n].into(), burn::tensor::DType::F32);
+        let old = x.storage::<f32>().par_chunks(CHUNK);
+        out.storage_mut::<f32>().par_chunks_mut(CHUNK).zip(old).zip(moments).for_each(
+            |((out, x), ((g, m), v))| {
+                for i in 0..out.len() {
+                    out[i] = update(x[i], g[i], &mut m[i], &mut v[i]);
+                }
+            },
+        );
+        out
+    };
     (fast::from_flex(x), fast::from_flex(m), fast::from_flex(v))
 }
 
