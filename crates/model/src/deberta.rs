@@ -453,7 +453,14 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         }
         let mut scores = scores / self.scale;
         if let Some(blocked) = &mask.blocked {
-            scores = scores.mask_fill(blocked.clone(), f32::MIN);
+            // The compute dtype's most negative finite value (HF: torch.finfo(dtype).min): f32::MIN
+            // rounds to -inf in bf16, and a padding query's all-blocked row then softmaxes to NaN.
+            let min = match scores.dtype() {
+                burn::tensor::DType::BF16 => burn::tensor::bf16::MIN.to_f32(),
+                burn::tensor::DType::F16 => burn::tensor::f16::MIN.to_f32(),
+                _ => f32::MIN,
+            };
+            scores = scores.mask_fill(blocked.clone(), min);
         }
         let probs = self.dropout.forward(activation::softmax(scores, 3));
         // Merge heads by concatenating per-head slices (a strided [B, L, heads, d] reshape copies
