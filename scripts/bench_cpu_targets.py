@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The CPU performance issue's three targets in one run: ours vs HF/PyTorch eager, interleaved.
 
-    python3 scripts/bench_cpu_targets.py [--rounds 3] [--threads 2] [--no-fused]
-        [--bin target/release/deberta] [--python .venv-ref/bin/python]
+    python3 scripts/bench_cpu_targets.py [--rounds 3] [--runs 5] [--threads 2] [--no-fused]
+        [--only base-8 base-1 small-train] [--bin target/release/deberta] [--python .venv-ref/bin/python]
 
 For each shape (base 8x128 and 1x128 inference, small 8x128 RTD training step) and round, runs
 `deberta bench ... --json` (optionally also with `--no-fused`, the generic op-by-op path) and
@@ -16,7 +16,11 @@ import json
 import statistics
 import subprocess
 
-SHAPES = [("base", 8, 128, False, 1.3), ("base", 1, 128, False, 1.6), ("small", 8, 128, True, 1.0)]
+SHAPES = {
+    "base-8": ("base", 8, 128, False, 1.3),
+    "base-1": ("base", 1, 128, False, 1.6),
+    "small-train": ("small", 8, 128, True, 1.0),
+}
 
 
 def last_json(cmd):
@@ -27,14 +31,16 @@ def last_json(cmd):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5, help="timed runs per invocation (median reported)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--only", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     p.add_argument("--no-fused", action="store_true", help="also time ours with --no-fused")
     p.add_argument("--bin", default="target/release/deberta")
     p.add_argument("--python", default=".venv-ref/bin/python")
     a = p.parse_args()
     rows = []
-    for preset, batch, length, train, target in SHAPES:
-        runs = "3" if train else "5"
+    for preset, batch, length, train, target in (SHAPES[k] for k in a.only):
+        runs = str(a.runs)
         shape = ["--preset", preset, "--batch", str(batch), "--seq-len", str(length), "--runs", runs,
                  "--threads", str(a.threads), "--json"] + (["--train"] if train else [])
         results = {"ours": [], "generic": [], "torch": []}

@@ -2,9 +2,9 @@
 //!
 //! The generic layer code (deberta.rs) is the reference and the only path under autodiff and on
 //! other backends. On plain `Flex` with f32 tensors, two pieces of it run here instead, because
-//! burn's op-by-op execution costs more than the arithmetic there (BENCHMARKS.md, "Fused CPU
-//! kernels"): Flex runs elementwise ops on one thread, without fusion, and broadcasts a Linear's
-//! weight into a per-sequence batched matmul.
+//! burn's op-by-op execution costs more than the arithmetic there (BENCHMARKS.md, "What each
+//! lever gained"): Flex runs elementwise ops on one thread, without fusion, and broadcasts a
+//! Linear's weight into a per-sequence batched matmul.
 //!
 //! - [`dense`]: `act(x W + b)` as column blocks of one GEMM on all cores, the bias preloaded into
 //!   the output and the activation applied to each block while it is in cache.
@@ -12,8 +12,9 @@
 //!   the c2p and p2c windows read in place (no skew copies, no transposing matmul), scale, mask,
 //!   softmax and `P.V` written straight into the merged-heads layout.
 //!
-//! Both are selected at run time by type (`B == Flex`), so model code stays generic; they are
-//! tested against the generic path (tests below) and, through it, against HF.
+//! Both are selected at run time by type (`B == Flex`), so model code stays generic. They are
+//! tested against the generic path (tests/fast.rs) and, as the path Flex takes, by the HF parity
+//! fixtures.
 
 use crate::config::Activation;
 use burn::nn::Linear;

@@ -228,10 +228,9 @@ struct Hyper {
     decay: f64,
 }
 
-/// The update above in one pass over `x`, `g`, `m`, `v` on all cores, in place where the buffers
-/// are not shared: on Flex the op-by-op form allocates and streams a dozen parameter-sized
+/// The update above in one pass over `x`, `g`, `m`, `v` on all cores, the moments in place: on Flex the op-by-op form allocates and streams a dozen parameter-sized
 /// temporaries, which for the 128100-row embeddings cost more than the model's own matmuls
-/// (BENCHMARKS.md, "Fused AdamW"). Same formula, same f32 rounding of every constant.
+/// (BENCHMARKS.md, "What each lever gained"). Same formula, same f32 rounding of every constant.
 fn fused_update<I: Backend>(
     x: Tensor<I, 1>,
     g: Tensor<I, 1>,
