@@ -18,13 +18,7 @@ import time
 import torch
 from transformers import DebertaV2Config, DebertaV2Model
 
-PRESETS = {
-    "tiny": (128, 2, 4, 512),
-    "xsmall": (384, 12, 6, 1536),
-    "small": (768, 6, 12, 3072),
-    "base": (768, 12, 12, 3072),
-    "large": (1024, 24, 16, 4096),
-}
+from presets import PRESETS
 
 
 def main():

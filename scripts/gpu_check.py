@@ -18,6 +18,8 @@ import os
 import subprocess
 import sys
 
+from presets import PRESETS
+
 
 def cmd_inputs(a):
     import random
@@ -80,14 +82,6 @@ def cmd_parity(a):
     sys.exit(0 if out["pass"] else 1)
 
 
-# DeBERTa-V3 preset shapes (hidden, layers, heads, intermediate), as scripts/bench_pytorch.py.
-PRESETS = {
-    "tiny": (128, 2, 4, 512),
-    "xsmall": (384, 12, 6, 1536),
-    "small": (768, 6, 12, 3072),
-    "base": (768, 12, 12, 3072),
-    "large": (1024, 24, 16, 4096),
-}
 VOCAB, BUCKETS = 128100, 256
 
 

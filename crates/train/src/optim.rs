@@ -184,32 +184,10 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
             None => self.lr,
         };
         let moments = self.opt.moments.remove(&id);
-        if fast::applies::<B::InnerBackend>(x.dtype()) {
-            let decay = if decays(&path) { c.weight_decay } else { 0.0 };
-            let hyper = Hyper { c, t: self.opt.steps as i32, scale: self.scale, lr, decay };
-            let (x, m, v) = fused_update(x, grad.reshape([n]), moments, hyper);
-            self.opt.moments.insert(id, (m, v));
-            let tensor = Tensor::<B, D>::from_inner(x.reshape(shape)).require_grad();
-            return Param::from_mapped_value(id, tensor, mapper);
-        }
-        let g = grad.reshape([n]) * self.scale;
-        let (m, v) = match moments {
-            Some((m, v)) => {
-                (m * c.beta1 + g.clone() * (1.0 - c.beta1), v * c.beta2 + g.powi_scalar(2) * (1.0 - c.beta2))
-            }
-            None => (g.clone() * (1.0 - c.beta1), g.powi_scalar(2) * (1.0 - c.beta2)),
-        };
-        let t = self.opt.steps as i32;
-        let (mh, vh) = if c.bias_correction {
-            (m.clone() / (1.0 - c.beta1.powi(t)), v.clone() / (1.0 - c.beta2.powi(t)))
-        } else {
-            (m.clone(), v.clone())
-        };
-        let mut step = mh / (vh.sqrt() + c.epsilon);
-        if c.weight_decay > 0.0 && decays(&path) {
-            step = step + x.clone() * c.weight_decay;
-        }
-        let x = x - step * lr;
+        let decay = if decays(&path) { c.weight_decay } else { 0.0 };
+        let hyper = Hyper { c, t: self.opt.steps as i32, scale: self.scale, lr, decay };
+        let update = if fast::applies::<B::InnerBackend>(x.dtype()) { fused_update } else { generic_update };
+        let (x, m, v) = update(x, grad.reshape([n]), moments, hyper);
         self.opt.moments.insert(id, (m, v));
         let tensor = Tensor::<B, D>::from_inner(x.reshape(shape)).require_grad();
         Param::from_mapped_value(id, tensor, mapper)
@@ -228,7 +206,34 @@ struct Hyper {
     decay: f64,
 }
 
-/// The update above in one pass over `x`, `g`, `m`, `v` on all cores, the moments in place: on Flex the op-by-op form allocates and streams a dozen parameter-sized
+/// AdamW on one flattened parameter: `x - lr (m^ / (sqrt(v^) + eps) + decay x)`, op by op.
+fn generic_update<I: Backend>(
+    x: Tensor<I, 1>,
+    g: Tensor<I, 1>,
+    moments: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
+    h: Hyper,
+) -> (Tensor<I, 1>, Tensor<I, 1>, Tensor<I, 1>) {
+    let c = h.c;
+    let g = g * h.scale;
+    let (m, v) = match moments {
+        Some((m, v)) => {
+            (m * c.beta1 + g.clone() * (1.0 - c.beta1), v * c.beta2 + g.powi_scalar(2) * (1.0 - c.beta2))
+        }
+        None => (g.clone() * (1.0 - c.beta1), g.powi_scalar(2) * (1.0 - c.beta2)),
+    };
+    let (mh, vh) = if c.bias_correction {
+        (m.clone() / (1.0 - c.beta1.powi(h.t)), v.clone() / (1.0 - c.beta2.powi(h.t)))
+    } else {
+        (m.clone(), v.clone())
+    };
+    let mut step = mh / (vh.sqrt() + c.epsilon);
+    if h.decay > 0.0 {
+        step = step + x.clone() * h.decay;
+    }
+    (x - step * h.lr, m, v)
+}
+
+/// [`generic_update`] in one pass over `x`, `g`, `m`, `v` on all cores, the moments in place: on Flex the op-by-op form allocates and streams a dozen parameter-sized
 /// temporaries, which for the 128100-row embeddings cost more than the model's own matmuls
 /// (BENCHMARKS.md, "What each lever gained"). Same formula, same f32 rounding of every constant.
 fn fused_update<I: Backend>(
