@@ -12,6 +12,23 @@ pub enum Command {
     /// Losses and every parameter gradient of one generator and one discriminator step (GDES)
     /// on a fixed batch, under checkpoint names (`generator.*`, `discriminator.*`).
     RtdStep(RtdStepArgs),
+    /// A pre-training trajectory on a fixture from `scripts/rtd_trajectory.py` (its weights,
+    /// masked batches, sampling uniforms and settings): one JSON record per step (losses,
+    /// gradient norms, learning rate), as `metrics.jsonl` holds them.
+    RtdSteps(RtdStepsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RtdStepsArgs {
+    /// The fixture directory.
+    #[arg(long)]
+    fixture: PathBuf,
+    /// Steps to run (default: all the fixture holds).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Where to write the JSON list of step records.
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -36,7 +53,26 @@ pub struct RtdStepArgs {
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::RtdStep(args) => rtd_step(args),
+        Command::RtdSteps(args) => rtd_steps(args),
     }
+}
+
+fn rtd_steps(args: RtdStepsArgs) -> Result<()> {
+    type B = Autodiff<crate::backend::Cpu>;
+    let reports = deberta_train::debug::rtd_steps::<B>(&args.fixture, args.steps, &Default::default())?;
+    let records: Vec<serde_json::Value> = reports.iter().map(|r| r.to_json()).collect();
+    let text = serde_json::to_string_pretty(&records)? + "\n";
+    deberta_io::tensors::write_atomic(&args.output, text.as_bytes())?;
+    if let Some(last) = reports.last() {
+        println!(
+            "{} steps: last mlm_loss {:.6} rtd_loss {:.6} -> {}",
+            reports.len(),
+            last.stats.mlm_loss,
+            last.stats.rtd_loss,
+            args.output.display()
+        );
+    }
+    Ok(())
 }
 
 fn rtd_step(args: RtdStepArgs) -> Result<()> {

@@ -5,20 +5,17 @@ use crate::backend::{asset, parse_device};
 use crate::init::config_json;
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
-use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
 use deberta_data::corpus::{corpus_files, Lines, TokenCache};
-use deberta_io::{load_model, LoadOptions};
-use deberta_model::{DebertaConfig, DebertaModel, Head};
+use deberta_model::DebertaConfig;
 use deberta_tokenizer::train::{train_files, write_model_dir, write_tokenizer_files, TrainOptions};
 use deberta_tokenizer::DebertaTokenizer;
-use deberta_train::metrics::{plot, MetricsLog};
 use deberta_train::optim::AdamWConfig;
-use deberta_train::pretrain::{Objective, Pretrainer, Settings, StepReport, Vocabulary};
-use deberta_train::rtd::{Discriminator, EmbeddingSharing};
+use deberta_train::pretrain::run::{open_run, run as run_pretraining, Observer, Outcome, PretrainError, RunOptions};
+use deberta_train::pretrain::{EvalReport, Objective, Pretrainer, Recipe, Settings, StepReport, Vocabulary};
+use deberta_train::rtd::EmbeddingSharing;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,16 +41,24 @@ pub struct Args {
     /// generator starts fresh from its word embeddings).
     #[arg(long)]
     init_from: Option<PathBuf>,
-    /// Generator depth (default: half the discriminator's, as DeBERTaV3 does).
+    /// Generator depth (default: half the discriminator's, as DeBERTaV3 does, and at least 2:
+    /// the Enhanced Mask Decoder reads the second-to-last layer).
     #[arg(long)]
     generator_layers: Option<usize>,
     #[arg(long, default_value = "rtd", value_parser = ["rtd", "mlm"])]
     objective: String,
     #[arg(long, default_value = "gdes", value_parser = ["gdes", "es", "nes"])]
     embedding_sharing: String,
-    /// Weight of the RTD loss (official code: 10; the paper and ELECTRA: 50).
-    #[arg(long, default_value_t = 10.0)]
-    rtd_lambda: f64,
+    /// Hyper-parameter defaults: `small` (tuned for tiny to xsmall models and 10^2 to 10^4
+    /// steps: Adam with bias correction, warmup 10% of --steps, lr 1e-3) or `official` (the
+    /// DeBERTaV3 recipe for long runs: XAdam without bias correction, warmup 10,000 steps,
+    /// lr 3e-4). --lr, --warmup-steps, --adam-bias-correction and --rtd-lambda override either.
+    #[arg(long, value_enum, default_value_t = RecipeArg::Small)]
+    recipe: RecipeArg,
+    /// Weight of the RTD loss (default: the recipe's, 10 as in the official code; the paper and
+    /// ELECTRA: 50).
+    #[arg(long)]
+    rtd_lambda: Option<f64>,
     #[arg(long, default_value_t = 200)]
     steps: u64,
     #[arg(long, default_value_t = 16)]
@@ -61,19 +66,20 @@ pub struct Args {
     /// Tokens per line including [CLS] and [SEP] (the official recipe: 512).
     #[arg(long, default_value_t = 128)]
     seq_len: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Linear warmup steps (default: 10% of --steps, at most 10,000 as in the official recipe).
+    /// Peak learning rate (default: the recipe's).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Linear warmup steps (default: the recipe's).
     #[arg(long)]
     warmup_steps: Option<u64>,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
-    /// Correct Adam's moment start-up bias as torch's AdamW does (the official XAdam does not).
-    #[arg(long)]
-    adam_bias_correction: bool,
+    /// Correct Adam's moment start-up bias as torch's AdamW does (`true`/`false`; default: the
+    /// recipe's: on for `small`, off for `official`, whose XAdam has none).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    adam_bias_correction: Option<bool>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     #[arg(long, default_value = "runs/pretrain")]
@@ -90,6 +96,13 @@ pub struct Args {
     /// Stop after this step as if interrupted (the checkpoint at it is written first).
     #[arg(long)]
     stop_at: Option<u64>,
+    /// Evaluate on the held-out lines every N steps (default: every 10% of the run); 0: never.
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Lines at the end of the corpus kept out of training for evaluation (default: 5% of the
+    /// lines, at most 64).
+    #[arg(long)]
+    eval_lines: Option<usize>,
     /// Log a line every N steps (the progress bar shows every step on a terminal).
     #[arg(long, default_value_t = 50)]
     log_every: u64,
@@ -98,6 +111,21 @@ pub struct Args {
     threads: Option<usize>,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: crate::backend::Device,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RecipeArg {
+    Small,
+    Official,
+}
+
+impl RecipeArg {
+    fn defaults(self, steps: u64) -> Recipe {
+        match self {
+            RecipeArg::Small => Recipe::small(steps),
+            RecipeArg::Official => Recipe::official(steps),
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -177,16 +205,6 @@ fn check_vocab(config: &DebertaConfig, tok: &DebertaTokenizer, what: &str) -> Re
     Ok(())
 }
 
-fn generator_config(disc: &DebertaConfig, layers: Option<usize>) -> Result<DebertaConfig> {
-    // Through the JSON: a config saves its original keys, so editing the typed field alone
-    // would not reach the saved config.json.
-    let mut json = disc.to_json_value(Head::Base);
-    json["num_hidden_layers"] = layers.unwrap_or((disc.num_hidden_layers / 2).max(1)).into();
-    let serde_json::Value::Object(mut map) = json else { unreachable!("configs are objects") };
-    map.remove("architectures");
-    Ok(DebertaConfig::from_map(map)?)
-}
-
 /// A fresh run, or one started from `--init-from`.
 fn new_run<B: AutodiffBackend>(
     args: &Args,
@@ -194,66 +212,36 @@ fn new_run<B: AutodiffBackend>(
     tok: &DebertaTokenizer,
     device: &B::Device,
 ) -> Result<Pretrainer<B>> {
-    let rtd = settings.objective == Objective::Rtd;
-    let Some(dir) = &args.init_from else {
-        let mut json = config_json(Some(args.preset.as_deref().unwrap_or("tiny")), None)?;
-        if let Some(path) = &args.config {
-            json = config_json(None, Some(path))?;
-        } else {
-            json["vocab_size"] = tok.vocab_size().into();
-        }
-        let serde_json::Value::Object(map) = json else { bail!("the config is not a JSON object") };
-        let disc = DebertaConfig::from_map(map)?;
-        check_vocab(&disc, tok, "the config")?;
-        let gen = if rtd { generator_config(&disc, args.generator_layers)? } else { disc.clone() };
-        gen.check_head(Head::EnhancedMaskDecoderLm)?;
-        return Ok(Pretrainer::new(settings, gen, rtd.then_some(disc), device));
-    };
-    let load = |path: &Path, head: Head| {
-        let opts = LoadOptions { head: Some(head), init_missing_head: true };
-        B::seed(device, settings.seed);
-        let loaded = load_model::<B>(path, &opts, device)?;
-        for name in &loaded.initialised {
-            tracing::info!("{}: initialised {name}", path.display());
-        }
-        check_vocab(&loaded.config, tok, &path.display().to_string())?;
-        anyhow::Ok((loaded.config, loaded.model))
-    };
-    let exported = dir.join("discriminator").is_dir() && dir.join("generator").is_dir();
-    if !rtd {
-        let (config, model) =
-            load(&if exported { dir.join("generator") } else { dir.clone() }, Head::EnhancedMaskDecoderLm)?;
-        return Ok(Pretrainer::assemble(settings, config, model, None, None, device));
+    if let Some(dir) = &args.init_from {
+        let (run, config) = Pretrainer::<B>::from_pretrained(settings, dir, args.generator_layers, device, |p, n| {
+            tracing::info!("{}: initialised {n}", p.display())
+        })?;
+        check_vocab(&config, tok, &dir.display().to_string())?;
+        return Ok(run);
     }
-    let (disc_config, disc_model) =
-        load(&if exported { dir.join("discriminator") } else { dir.clone() }, Head::ReplacedTokenDetection)?;
-    let (gen_config, mut generator) = if exported {
-        load(&dir.join("generator"), Head::EnhancedMaskDecoderLm)?
+    let mut json = config_json(Some(args.preset.as_deref().unwrap_or("tiny")), None)?;
+    if let Some(path) = &args.config {
+        json = config_json(None, Some(path))?;
     } else {
-        let c = generator_config(&disc_config, args.generator_layers)?;
-        (c.clone(), DebertaModel::<B>::new(&c, Head::EnhancedMaskDecoderLm, device))
-    };
-    // The exported discriminator's embedding is E_G + E_delta: continuing GDES from it, E_G
-    // takes that merged value and E_delta restarts at zero (the sum, what both models saw, is kept).
-    if settings.sharing != EmbeddingSharing::Nes {
-        let merged = disc_model.deberta.embeddings.word_embeddings.weight.val();
-        if merged.dims() != generator.deberta.embeddings.word_embeddings.weight.dims() {
-            bail!("{}: generator and discriminator embeddings differ in shape", dir.display());
-        }
-        generator.deberta.embeddings.word_embeddings.weight =
-            Param::from_tensor(merged.detach().require_grad());
+        json["vocab_size"] = tok.vocab_size().into();
     }
-    let discriminator = Discriminator::new(disc_model, settings.sharing);
-    Ok(Pretrainer::assemble(settings, gen_config, generator, Some(disc_config), Some(discriminator), device))
+    let serde_json::Value::Object(map) = json else { bail!("the config is not a JSON object") };
+    let disc = DebertaConfig::from_map(map)?;
+    check_vocab(&disc, tok, "the config")?;
+    Ok(Pretrainer::from_config(settings, disc, args.generator_layers, device)?)
 }
 
+/// `--eval-lines` not given: resolved to 5% of the lines (at most 64) once the corpus is cut.
+const AUTO_EVAL_LINES: usize = usize::MAX;
+
 fn settings(args: &Args, tok: &DebertaTokenizer) -> Settings {
+    let recipe = args.recipe.defaults(args.steps);
     Settings {
         objective: if args.objective == "mlm" { Objective::Mlm } else { Objective::Rtd },
         sharing: parse_sharing(&args.embedding_sharing),
-        rtd_lambda: args.rtd_lambda,
-        lr: args.lr,
-        warmup_steps: args.warmup_steps.unwrap_or((args.steps / 10).min(10_000)),
+        rtd_lambda: args.rtd_lambda.unwrap_or(recipe.rtd_lambda),
+        lr: args.lr.unwrap_or(recipe.lr),
+        warmup_steps: args.warmup_steps.unwrap_or(recipe.warmup_steps),
         steps: args.steps,
         batch_size: args.batch_size,
         seq_len: args.seq_len,
@@ -261,43 +249,78 @@ fn settings(args: &Args, tok: &DebertaTokenizer) -> Settings {
         adam: AdamWConfig {
             weight_decay: args.weight_decay,
             max_grad_norm: Some(args.max_grad_norm),
-            bias_correction: args.adam_bias_correction,
+            bias_correction: args.adam_bias_correction.unwrap_or(recipe.bias_correction),
             ..Default::default()
         },
         vocabulary: vocabulary(tok),
+        eval_lines: args.eval_lines.unwrap_or(AUTO_EVAL_LINES),
+    }
+}
+
+/// Prints progress: a bar on a terminal, log lines every `--log-every` steps and at each
+/// evaluation and checkpoint.
+struct Printer {
+    bar: ProgressBar,
+    log_every: u64,
+    first: u64,
+    total: u64,
+    rtd: bool,
+}
+
+impl Observer for Printer {
+    fn started(&mut self, from: u64, total: u64) {
+        self.first = from;
+        self.total = total;
+        self.bar.set_length(total);
+        self.bar.set_position(from);
+    }
+
+    fn step(&mut self, r: &StepReport, tps: f64) {
+        let st = r.stats;
+        let msg = if self.rtd {
+            format!("mlm {:.3} rtd {:.3} | {tps:.0} tok/s", st.mlm_loss, st.rtd_loss)
+        } else {
+            format!("mlm {:.3} | {tps:.0} tok/s", st.mlm_loss)
+        };
+        self.bar.set_message(msg.clone());
+        self.bar.inc(1);
+        if r.step % self.log_every == 0 || r.step == self.first + 1 {
+            self.bar.suspend(|| tracing::info!("step {}/{}: {msg}, lr {:.2e}", r.step, self.total, r.lr));
+        }
+    }
+
+    fn evaluated(&mut self, e: &EvalReport) {
+        let msg = if self.rtd {
+            format!(
+                "held out at step {}: mlm loss {:.3} acc {:.3} | rtd loss {:.3} acc {:.3} AUC {:.3} | replaced {:.3}",
+                e.step, e.mlm_loss, e.mlm_accuracy, e.rtd_loss, e.rtd_accuracy, e.rtd_auc, e.replaced_fraction
+            )
+        } else {
+            format!("held out at step {}: mlm loss {:.3} acc {:.3}", e.step, e.mlm_loss, e.mlm_accuracy)
+        };
+        self.bar.suspend(|| tracing::info!("{msg}"));
+    }
+
+    fn checkpoint(&mut self, dir: &Path) {
+        self.bar.suspend(|| tracing::info!("checkpoint {}", dir.display()));
+    }
+
+    fn exported(&mut self, dir: &Path) {
+        self.bar.suspend(|| println!("wrote {}", dir.display()));
     }
 }
 
 fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     let (files, tok) = corpus_and_tokenizer(args)?;
-    let mut run = match Pretrainer::<B>::latest_checkpoint(&args.out)? {
-        Some(checkpoint) if args.resume => {
-            let run = Pretrainer::<B>::resume(&checkpoint, device)?;
-            tracing::info!(
-                "resuming {} at step {} (its saved settings apply)",
-                checkpoint.display(),
-                run.step
-            );
-            run
-        }
-        None if args.resume => bail!("--resume: no checkpoint in {}", args.out.join("checkpoints").display()),
-        Some(checkpoint) => bail!(
-            "{} holds a run (latest checkpoint {}): pass --resume to continue it, or choose another --out",
-            args.out.display(),
-            checkpoint.display()
-        ),
-        None => new_run::<B>(args, settings(args, &tok), &tok, device)?,
-    };
+    let mut run = open_run::<B>(&args.out, args.resume, device, || {
+        new_run::<B>(args, settings(args, &tok), &tok, device).map_err(|e| PretrainError::Invalid(format!("{e:#}")))
+    })?;
+    if args.resume {
+        tracing::info!("resuming {} at step {} (its saved settings apply)", args.out.display(), run.step);
+    }
     let s = run.settings.clone();
-    if !args.resume
-        && run.discriminator.is_some()
-        && s.vocabulary.mask as usize >= run.generator_config.vocab_size
-    {
-        bail!(
-            "[MASK] id {} is outside the embedding ({} rows)",
-            s.vocabulary.mask,
-            run.generator_config.vocab_size
-        );
+    if !args.resume && run.discriminator.is_some() && s.vocabulary.mask as usize >= run.generator_config.vocab_size {
+        bail!("[MASK] id {} is outside the embedding ({} rows)", s.vocabulary.mask, run.generator_config.vocab_size);
     }
 
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -308,95 +331,56 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     let cache = TokenCache::build_or_open(&files, &tok, &args.out.join("cache"), |b| bar.set_position(b))?;
     bar.finish_and_clear();
     let lines = Lines::new(cache, s.seq_len, tok.cls_id(), tok.sep_id())?;
+    if run.settings.eval_lines == AUTO_EVAL_LINES {
+        run.settings.eval_lines = (lines.len() / 20).min(64);
+    }
+    let lines = lines.with_held_out(run.settings.eval_lines)?;
+    let held_out = lines.held_out_lines();
     tracing::info!(
-        "corpus: {} file(s), {} tokens, {} lines of {} tokens; {} steps of {} lines = {:.2} epochs",
+        "corpus: {} file(s), {} tokens, {} training lines of {} tokens ({} held out); {} steps of {} lines = {:.2} epochs; \
+         lr {:.1e}, warmup {} steps, Adam bias correction {}, lambda {}",
         files.len(),
         lines.tokens(),
         lines.len(),
         s.seq_len,
+        held_out.len(),
         s.steps,
         s.batch_size,
-        (s.steps * s.batch_size as u64) as f64 / lines.len() as f64
+        (s.steps * s.batch_size as u64) as f64 / lines.len() as f64,
+        s.lr,
+        s.warmup_steps,
+        if s.adam.bias_correction { "on" } else { "off" },
+        s.rtd_lambda,
     );
 
-    let every = args.checkpoint_every.unwrap_or((s.steps / 10).max(1));
-    let metrics_path = args.out.join("metrics.jsonl");
-    let mut log = MetricsLog::open(&metrics_path, args.resume.then_some(run.step))
-        .with_context(|| format!("opening {}", metrics_path.display()))?;
-    let bar = ProgressBar::new(s.steps).with_position(run.step).with_style(
+    let options = RunOptions {
+        out: args.out.clone(),
+        checkpoint_every: args.checkpoint_every.unwrap_or((s.steps / 10).max(1)),
+        keep_checkpoints: args.keep_checkpoints,
+        stop_at: args.stop_at,
+        eval_every: args.eval_every.unwrap_or((s.steps / 10).max(1)),
+        eval_batch_size: s.batch_size,
+        spm: Some(std::fs::read(args.out.join("spm.model")).context("reading the run's spm.model")?),
+    };
+    let bar = ProgressBar::new(s.steps).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} ETA {eta} {msg}").expect("template"),
     );
-    let started = Instant::now();
-    let first_step = run.step;
-    let mut tokens_done = 0usize;
-    while run.step < s.steps {
-        let rows = lines.batch(s.seed, run.step, s.batch_size);
-        let report = run.train_step(&rows);
-        tokens_done += report.tokens;
-        let elapsed = started.elapsed().as_secs_f64();
-        let tps = tokens_done as f64 / elapsed.max(1e-9);
-        let (epoch, _) = lines.position(report.step, s.batch_size);
-        log.append(&record(&report, tps, elapsed, epoch))?;
-        let st = report.stats;
-        if !st.mlm_loss.is_finite() || (run.discriminator.is_some() && !st.rtd_loss.is_finite()) {
-            bar.abandon();
-            let last = Pretrainer::<B>::latest_checkpoint(&args.out)?
-                .map_or("none yet".to_string(), |p| p.display().to_string());
-            bail!(
-                "step {}: the loss is not finite (MLM {}, RTD {}); stopped without saving. Last good checkpoint: {last}",
-                report.step,
-                st.mlm_loss,
-                st.rtd_loss
+    let mut printer =
+        Printer { bar: bar.clone(), log_every: args.log_every, first: 0, total: s.steps, rtd: run.discriminator.is_some() };
+    let outcome = run_pretraining(&mut run, &lines, &held_out, &options, args.resume, &mut printer);
+    bar.abandon();
+    match outcome? {
+        Outcome::Stopped { step } => println!("stopped at step {step} (--stop-at); continue with --resume"),
+        Outcome::Finished { last_eval, .. } => {
+            if let Some(e) = last_eval {
+                println!("held-out: {}", e.to_json());
+            }
+            println!(
+                "metrics: {}, plot: {}",
+                args.out.join("metrics.jsonl").display(),
+                args.out.join("loss.png").display()
             );
         }
-        let msg = if run.discriminator.is_some() {
-            format!("mlm {:.3} rtd {:.3} | {tps:.0} tok/s", st.mlm_loss, st.rtd_loss)
-        } else {
-            format!("mlm {:.3} | {tps:.0} tok/s", st.mlm_loss)
-        };
-        bar.set_message(msg.clone());
-        bar.inc(1);
-        if report.step % args.log_every == 0 || report.step == first_step + 1 {
-            bar.suspend(|| tracing::info!("step {}/{}: {msg}, lr {:.2e}", report.step, s.steps, report.lr));
-        }
-        if report.step % every == 0 || report.step == s.steps || args.stop_at == Some(report.step) {
-            let dir = run.save_checkpoint(&args.out, args.keep_checkpoints)?;
-            let _ = plot(&metrics_path, &args.out.join("loss.png"), PLOTTED)
-                .map_err(|e| tracing::warn!("plot: {e}"));
-            bar.suspend(|| tracing::info!("checkpoint {}", dir.display()));
-        }
-        if args.stop_at == Some(report.step) && report.step < s.steps {
-            bar.abandon();
-            println!("stopped at step {} (--stop-at); continue with --resume", report.step);
-            return Ok(());
-        }
     }
-    bar.finish();
-    let spm = std::fs::read(args.out.join("spm.model")).context("reading the run's spm.model")?;
-    for dir in run.export(&args.out)? {
-        write_tokenizer_files(&dir, &spm)?;
-        println!("wrote {}", dir.display());
-    }
-    println!("metrics: {}, plot: {}", metrics_path.display(), args.out.join("loss.png").display());
     Ok(())
-}
-
-const PLOTTED: &[(&str, &str)] =
-    &[("mlm_loss", "generator MLM loss"), ("rtd_loss", "discriminator RTD loss")];
-
-fn record(r: &StepReport, tokens_per_second: f64, elapsed: f64, epoch: u64) -> serde_json::Value {
-    let finite = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
-    serde_json::json!({
-        "step": r.step,
-        "lr": r.lr,
-        "mlm_loss": finite(r.stats.mlm_loss as f64),
-        "rtd_loss": finite(r.stats.rtd_loss as f64),
-        "generator_grad_norm": finite(r.stats.generator_grad_norm),
-        "discriminator_grad_norm": finite(r.stats.discriminator_grad_norm),
-        "replaced_fraction": finite(r.stats.replaced_fraction as f64),
-        "tokens": r.tokens,
-        "tokens_per_second": tokens_per_second,
-        "elapsed_seconds": elapsed,
-        "epoch": epoch,
-    })
 }

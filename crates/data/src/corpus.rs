@@ -184,11 +184,14 @@ impl TokenCache {
 type EpochOrder = ((u64, u64), std::sync::Arc<Vec<u32>>);
 
 /// The token stream cut into lines of `seq_len - 2` tokens (the last partial line dropped,
-/// unless the corpus is shorter than one line), each framed `[CLS] line [SEP]`.
+/// unless the corpus is shorter than one line), each framed `[CLS] line [SEP]`. The last
+/// `held_out` lines of the stream are kept out of training, for evaluation.
 pub struct Lines {
     cache: TokenCache,
     body: usize,
+    /// Training lines (all lines but the held-out ones).
     count: usize,
+    held_out: usize,
     cls: u32,
     sep: u32,
     /// The last epoch order computed (a permutation of all lines is too big to redo per batch).
@@ -208,9 +211,31 @@ impl Lines {
         }
         let body = seq_len - 2;
         let count = (cache.len() / body).max(1);
-        Ok(Lines { cache, body, count, cls, sep, order_cache: Default::default() })
+        Ok(Lines { cache, body, count, held_out: 0, cls, sep, order_cache: Default::default() })
     }
 
+    /// Keeps the last `n` lines out of training (at least one line always stays in training).
+    pub fn with_held_out(mut self, n: usize) -> Result<Self, CorpusError> {
+        let total = self.count + self.held_out;
+        if n >= total {
+            return Err(CorpusError::Invalid(format!(
+                "{}: {total} line(s) of {} tokens cannot spare {n} for evaluation",
+                self.cache.path.display(),
+                self.body + 2
+            )));
+        }
+        self.count = total - n;
+        self.held_out = n;
+        *self.order_cache.lock().expect("not poisoned") = None;
+        Ok(self)
+    }
+
+    /// The held-out lines, in stream order.
+    pub fn held_out_lines(&self) -> Vec<Vec<u32>> {
+        (self.count..self.count + self.held_out).map(|k| self.line(k)).collect()
+    }
+
+    /// Training lines.
     pub fn len(&self) -> usize {
         self.count
     }

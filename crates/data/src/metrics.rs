@@ -211,6 +211,21 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
     pearson(&average_ranks(x), &average_ranks(y))
 }
 
+/// `sklearn.metrics.roc_auc_score(labels, scores)` for binary labels: the probability that a
+/// random positive scores above a random negative, ties counting half (the Mann-Whitney form).
+/// NaN when either class is absent (scikit-learn raises there).
+pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Result<f64> {
+    same_length(scores, labels)?;
+    let positives = labels.iter().filter(|&&l| l).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return Ok(f64::NAN);
+    }
+    let ranks = average_ranks(scores);
+    let rank_sum: f64 = ranks.iter().zip(labels).filter(|(_, &l)| l).map(|(r, _)| r).sum();
+    Ok((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
+}
+
 /// `scipy.stats.rankdata(v)`: 1-based ranks, tied values get the mean of their ranks.
 pub fn average_ranks(v: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..v.len()).collect();

@@ -179,3 +179,25 @@ fn entity_scores_reject_ragged_input() {
     );
     assert_eq!(metrics::entity_scores::<&str, &str>(&[vec![]], &[vec![]]), Err(MetricError::Empty));
 }
+
+#[test]
+fn roc_auc_matches_sklearn() {
+    // scikit-learn's documented example: roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) = 0.75.
+    let auc = metrics::roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+    assert!((auc - 0.75).abs() < TOL, "{auc}");
+    // Many ties (scores rounded to 0.1): numpy default_rng(3), 40 draws; sklearn 1.x gives
+    // 0.519345238095238.
+    const SCORES: [f64; 40] = [
+        0.1, 0.2, 0.8, 0.6, 0.1, 0.4, 0.5, 0.2, 0.7, 0.1, 0.4, 0.5, 0.4, 0.6, 0.7, 1.0, 0.3, 0.6, 0.7, 0.3,
+        0.0, 1.0, 0.3, 0.3, 0.9, 0.6, 0.5, 0.8, 0.0, 0.7, 0.4, 0.1, 0.7, 0.9, 0.2, 0.6, 0.3, 0.7, 0.7, 0.2,
+    ];
+    const LABELS: [u8; 40] = [
+        0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1,
+        0, 1, 1, 1, 0,
+    ];
+    let labels: Vec<bool> = LABELS.iter().map(|&l| l == 1).collect();
+    let auc = metrics::roc_auc(&SCORES, &labels).unwrap();
+    assert!((auc - 0.519345238095238).abs() < TOL, "{auc}");
+    assert!(metrics::roc_auc(&[0.3, 0.2], &[true, true]).unwrap().is_nan());
+    assert!(matches!(metrics::roc_auc(&[0.3], &[true, false]), Err(MetricError::Length { .. })));
+}

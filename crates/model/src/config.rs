@@ -474,6 +474,16 @@ impl DebertaConfig {
 
     /// Checks that `head` can sit on this config.
     pub fn check_head(&self, head: Head) -> Result<(), ConfigError> {
+        if head == Head::EnhancedMaskDecoderLm && self.num_hidden_layers < 2 {
+            // The EMD reads the second-to-last layer's output and reruns the last layer on it.
+            return Err(invalid(
+                "num_hidden_layers",
+                format!(
+                    "{}: the Enhanced Mask Decoder needs at least 2 layers (it reads the second-to-last layer)",
+                    self.num_hidden_layers
+                ),
+            ));
+        }
         if head == Head::EnhancedMaskDecoderLm && self.embedding_size != self.hidden_size {
             // The EMD adds absolute position embeddings (embedding_size) to hidden states.
             return Err(invalid(

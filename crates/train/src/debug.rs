@@ -1,3 +1,6 @@
+//! `deberta debug rtd-steps`: a whole trajectory of training steps on a fixture's batches, for
+//! comparison with the PyTorch reference loop (`scripts/rtd_trajectory.py`).
+//!
 //! `deberta debug rtd-step`: the losses and every parameter gradient of one generator step and
 //! one discriminator step on a fixed batch (fixed picks, fixed replacements), under their
 //! checkpoint names, for comparison with a PyTorch reference (`scripts/make_rtd_fixture.py`).
@@ -7,6 +10,8 @@
 //! one; the update is AdamW's, tested on its own). `E_delta` is read from the discriminator's
 //! `deberta.embeddings.word_embeddings._weight`, the official code's name for it, or is zero.
 
+use crate::optim::AdamWConfig;
+use crate::pretrain::{Objective, Pretrainer, Settings, StepReport, Vocabulary};
 use crate::rtd::{
     generator_word_embedding, mlm_loss, replaced_batch, rtd_loss, Discriminator, EmbeddingSharing,
     MaskedBatch,
@@ -15,7 +20,8 @@ use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use deberta_io::checkpoint::checkpoint_tensors;
-use deberta_io::{HostTensor, IoError, TensorMap};
+use deberta_io::tensors::read_safetensors;
+use deberta_io::{load_model, HostTensor, IoError, LoadOptions, TensorMap};
 use deberta_model::{Batch, DebertaConfig, DebertaModel};
 use std::path::Path;
 
@@ -130,4 +136,91 @@ pub fn rtd_step_gradients<B: AutodiffBackend>(
     out.insert(format!("discriminator.{DELTA_KEY}"), HostTensor::from_burn(delta_grad.into_data()));
     out.extend(grads_of(disc.model, discriminator_config, &grads, "discriminator."));
     out
+}
+
+/// The settings `scripts/rtd_trajectory.py` writes beside a trajectory's weights and batches.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TrajectorySettings {
+    pub objective: Objective,
+    pub sharing: EmbeddingSharing,
+    pub rtd_lambda: f64,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub steps: u64,
+    pub adam: AdamWConfig,
+    pub mask_id: i64,
+}
+
+/// Runs the first `steps` (default: all) steps of a trajectory fixture written by
+/// `scripts/rtd_trajectory.py`: `generator/` (and `discriminator/`) initial weights,
+/// `batches.safetensors` (masked `input_ids`, `attention_mask`, `labels`, sampling `uniforms`,
+/// each `[N, B, L]`) and `settings.json`. Every step goes through [`Pretrainer::masked_step`],
+/// the function real runs use, with the fixture's masking and uniforms in place of our own.
+pub fn rtd_steps<B: AutodiffBackend>(
+    dir: &Path,
+    steps: Option<u64>,
+    device: &B::Device,
+) -> Result<Vec<StepReport>, IoError> {
+    let settings_path = dir.join("settings.json");
+    let text = std::fs::read_to_string(&settings_path).map_err(|e| IoError::file(&settings_path, e))?;
+    let t: TrajectorySettings = serde_json::from_str(&text)
+        .map_err(|e| IoError::Input { path: settings_path.clone(), message: e.to_string() })?;
+    let options = LoadOptions::default();
+    let generator = load_model::<B>(&dir.join("generator"), &options, device)?;
+    let discriminator = match t.objective {
+        Objective::Rtd => Some(load_model::<B>(&dir.join("discriminator"), &options, device)?),
+        Objective::Mlm => None,
+    };
+    let batches_path = dir.join("batches.safetensors");
+    let batches = read_safetensors(&batches_path)?;
+    let get = |key: &str| {
+        batches.get(key).filter(|t| t.shape.len() == 3).ok_or_else(|| IoError::Input {
+            path: batches_path.clone(),
+            message: format!("no `{key}` of shape [steps, batch, length]"),
+        })
+    };
+    let (ids, mask, labels, uniforms) = (get("input_ids")?, get("attention_mask")?, get("labels")?, get("uniforms")?);
+    let [n, b, l] = [ids.shape[0], ids.shape[1], ids.shape[2]];
+    for other in [mask, labels, uniforms] {
+        if other.shape != ids.shape {
+            return Err(IoError::Input {
+                path: batches_path.clone(),
+                message: format!("shapes differ: {:?} vs `input_ids` {:?}", other.shape, ids.shape),
+            });
+        }
+    }
+    let settings = Settings {
+        objective: t.objective,
+        sharing: t.sharing,
+        rtd_lambda: t.rtd_lambda,
+        lr: t.lr,
+        warmup_steps: t.warmup_steps,
+        steps: t.steps,
+        batch_size: b,
+        seq_len: l,
+        seed: 0,
+        adam: t.adam,
+        vocabulary: Vocabulary { mask: t.mask_id, ..Settings::default().vocabulary },
+        eval_lines: 0,
+    };
+    let (disc_config, disc) = match discriminator {
+        Some(d) => (Some(d.config), Some(Discriminator::new(d.model, t.sharing))),
+        None => (None, None),
+    };
+    let mut run = Pretrainer::assemble(settings, generator.config, generator.model, disc_config, disc, device);
+    let steps = steps.map_or(n, |s| (s as usize).min(n));
+    let ints = |v: &[f32]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
+    let mut reports = Vec::with_capacity(steps);
+    for s in 0..steps {
+        let range = s * b * l..(s + 1) * b * l;
+        let batch = Batch {
+            input_ids: Tensor::from_data(TensorData::new(ints(&ids.data[range.clone()]), [b, l]), device),
+            attention_mask: Tensor::from_data(TensorData::new(ints(&mask.data[range.clone()]), [b, l]), device),
+            token_type_ids: None,
+        };
+        let masked = MaskedBatch::new(batch, ints(&labels.data[range.clone()]));
+        let u: Vec<f32> = masked.picks.iter().map(|&k| uniforms.data[range.start + k]).collect();
+        reports.push(run.masked_step(&masked, &u));
+    }
+    Ok(reports)
 }

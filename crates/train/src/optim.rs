@@ -44,7 +44,22 @@ pub fn decays(path: &str) -> bool {
     !(path.ends_with("bias") || path.ends_with("beta") || path.contains("LayerNorm"))
 }
 
-/// Linear warmup to `peak` over `warmup` steps, then linear decay to 0 at `total`.
+/// The official `warmup_linear` schedule: `peak * t / warmup` while `t < warmup` (so the first
+/// update, `t = 0`, has learning rate 0 and only fills Adam's moments), then `peak * (1 - t / total)`.
+/// `t` counts the optimiser's steps taken before this one. The decay is measured from step 0, not
+/// from the end of warmup, exactly as the official code does (a small drop at `t = warmup`).
+pub fn warmup_linear(step: u64, peak: f64, warmup: u64, total: u64) -> f64 {
+    if step < warmup {
+        peak * step as f64 / warmup as f64
+    } else if total == 0 {
+        peak
+    } else {
+        peak * (1.0 - step as f64 / total as f64).max(0.0)
+    }
+}
+
+/// Fine-tuning's schedule (HF `get_linear_schedule_with_warmup` counted from the first update):
+/// linear warmup reaching `peak` at step `warmup`, then linear decay to 0 at `total`.
 pub fn learning_rate(step: u64, peak: f64, warmup: u64, total: u64) -> f64 {
     if step < warmup {
         peak * (step + 1) as f64 / warmup as f64
@@ -83,17 +98,35 @@ impl<B: AutodiffBackend> AdamW<B> {
 
     /// One update of every parameter of `module` that has a gradient in `grads`. Returns the
     /// module and the gradient norm before clipping.
-    pub fn step<M: AutodiffModule<B>>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> (M, f64) {
-        let mut norm = GradNorm::<B> { grads: &grads, sum: 0.0, _b: Default::default() };
+    pub fn step<M: AutodiffModule<B>>(&mut self, lr: f64, module: M, grads: GradientsParams) -> (M, f64) {
+        let norm = Self::grad_norm(&module, &grads);
+        (self.step_with_norm(lr, module, grads, norm), norm)
+    }
+
+    /// The global L2 norm of `module`'s gradients in `grads`.
+    pub fn grad_norm<M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> f64 {
+        let mut norm = GradNorm::<B> { grads, sum: 0.0, _b: Default::default() };
         module.visit(&mut norm);
-        let grad_norm = norm.sum.sqrt();
+        norm.sum.sqrt()
+    }
+
+    /// [`AdamW::step`] clipping by a norm computed elsewhere: one clip over several modules (the
+    /// joint ES step) takes the norm of all their gradients together.
+    pub fn step_with_norm<M: AutodiffModule<B>>(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+        grad_norm: f64,
+    ) -> M {
+        // The official clip: gradients divided by `norm / max` when that exceeds 1.
         let scale = match self.config.max_grad_norm {
-            Some(max) if grad_norm > max => max / (grad_norm + 1e-6),
+            Some(max) if grad_norm > max => max / grad_norm,
             _ => 1.0,
         };
         self.steps += 1;
         let mut update = Update { opt: self, grads: &mut grads, lr, scale, path: Vec::new() };
-        (module.map(&mut update), grad_norm)
+        module.map(&mut update)
     }
 
     /// The moments of the parameters in `paths` (see [`crate::state::param_paths`]) as
@@ -320,9 +353,17 @@ mod tests {
 
     #[test]
     fn schedule() {
+        // warmup_linear(t, total, warmup = W / total) of the official optimiser, hand-evaluated.
+        assert_eq!(warmup_linear(0, 1.0, 4, 10), 0.0);
+        assert_eq!(warmup_linear(1, 1.0, 4, 10), 0.25);
+        assert_eq!(warmup_linear(3, 1.0, 4, 10), 0.75);
+        assert_eq!(warmup_linear(4, 1.0, 4, 10), 0.6);
+        assert_eq!(warmup_linear(7, 1.0, 4, 10), 1.0 - 0.7);
+        assert_eq!(warmup_linear(10, 1.0, 4, 10), 0.0);
+        assert_eq!(warmup_linear(0, 2.0, 0, 10), 2.0);
+        // Fine-tuning's.
         assert_eq!(learning_rate(0, 1.0, 4, 10), 0.25);
         assert_eq!(learning_rate(3, 1.0, 4, 10), 1.0);
-        assert_eq!(learning_rate(4, 1.0, 4, 10), 1.0);
         assert_eq!(learning_rate(7, 1.0, 4, 10), 0.5);
         assert_eq!(learning_rate(10, 1.0, 4, 10), 0.0);
     }

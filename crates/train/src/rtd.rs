@@ -5,7 +5,10 @@
 //!
 //! - GDES: `E_D = stop_grad(E_G) + E_delta`; decoupled steps, generator first, then the
 //!   discriminator rebuilt from the just-updated `E_G`. RTD gradients reach only `E_delta`.
-//! - ES:   `E_D = E_G`; one joint loss `MLM + lambda * RTD`, so RTD gradients flow into `E_G`.
+//! - ES:   `E_D = E_G`; the official code's coupled mode: one joint loss `MLM + lambda * RTD`, one
+//!   gradient clip over both models, so RTD gradients flow into `E_G` (the tug-of-war the paper
+//!   describes). The official decoupled mode cannot do ES: the generator's next `zero_grad` drops
+//!   the RTD gradient on the shared embedding, which makes it GDES without `E_delta`.
 //! - NES:  the discriminator's own embedding; decoupled steps.
 
 use crate::optim::AdamW;
@@ -80,6 +83,12 @@ impl<B: Backend> MaskedBatch<B> {
         MaskedBatch { batch, labels, picks }
     }
 
+    /// Real (not padding) tokens in the batch.
+    pub fn real_tokens(&self) -> usize {
+        let mask: Vec<i64> = self.batch.attention_mask.to_data().convert::<i64>().into_vec().expect("ints");
+        mask.iter().filter(|&&m| m > 0).count()
+    }
+
     fn pick_tensor(&self) -> Tensor<B, 1, Int> {
         let p: Vec<i64> = self.picks.iter().map(|&k| k as i64).collect();
         Tensor::from_data(TensorData::new(p, [self.picks.len()]), &self.batch.input_ids.device())
@@ -128,6 +137,10 @@ pub fn mlm_loss<B: Backend>(
 /// uniforms (one per pick, in [0, 1)) and builds the discriminator's input and its targets
 /// (1 where a pick's sample differs from the original: an equal sample is "not replaced").
 /// Drawing the uniforms on the host keeps sampling reproducible and resumable.
+///
+/// The sample is the number of CDF entries `<= u * CDF[V-1]`: scaling `u` by the computed total
+/// (which rounding leaves a little off 1) gives every id exactly its share, where comparing with
+/// `u` itself would hand the last id whatever the sum falls short by.
 pub fn replace<B: Backend>(
     logits: Tensor<B, 2>,
     masked: &MaskedBatch<B>,
@@ -137,8 +150,9 @@ pub fn replace<B: Backend>(
     assert_eq!(uniforms.len(), n, "one uniform per pick");
     let device = logits.device();
     let cdf = activation::softmax(logits.detach(), 1).cumsum(1);
-    let u = Tensor::<B, 1>::from_data(TensorData::new(uniforms.to_vec(), [n]), &device);
-    let samples = cdf.lower_equal(u.reshape([n, 1]).expand([n, v])).int().sum_dim(1).clamp_max(v as i64 - 1);
+    let total = cdf.clone().slice([0..n, v - 1..v]);
+    let u = Tensor::<B, 1>::from_data(TensorData::new(uniforms.to_vec(), [n]), &device).reshape([n, 1]) * total;
+    let samples = cdf.lower_equal(u.expand([n, v])).int().sum_dim(1).clamp_max(v as i64 - 1);
     let samples: Vec<i64> = samples.into_data().convert::<i64>().into_vec().expect("ints");
     replaced_batch(masked, samples.into_iter())
 }
@@ -217,9 +231,13 @@ impl<B: AutodiffBackend> RtdTrainer<B> {
                 let mut grads = (mlm + rtd).backward();
                 let g_grads = GradientsParams::from_module(&mut grads, &generator);
                 let d_grads = GradientsParams::from_module(&mut grads, &discriminator);
-                let (generator, gnorm) = self.generator_opt.step(lr, generator, g_grads);
-                let (discriminator, dnorm) = self.discriminator_opt.step(lr, discriminator, d_grads);
-                (generator, discriminator, rtd_value, gnorm, dnorm)
+                // One clip over both models, as one optimiser over the joint model would.
+                let (gn, dn) =
+                    (AdamW::grad_norm(&generator, &g_grads), AdamW::grad_norm(&discriminator, &d_grads));
+                let norm = (gn * gn + dn * dn).sqrt();
+                let generator = self.generator_opt.step_with_norm(lr, generator, g_grads, norm);
+                let discriminator = self.discriminator_opt.step_with_norm(lr, discriminator, d_grads, norm);
+                (generator, discriminator, rtd_value, norm, norm)
             }
             EmbeddingSharing::Gdes | EmbeddingSharing::Nes => {
                 let grads = GradientsParams::from_grads(mlm.backward(), &generator);
@@ -240,6 +258,29 @@ impl<B: AutodiffBackend> RtdTrainer<B> {
             replaced_fraction: replaced / picks.max(1.0),
         };
         (generator, discriminator, stats)
+    }
+}
+
+impl<B: AutodiffBackend> RtdTrainer<B> {
+    /// One step of the MLM-only objective: the generator alone on its MLM loss.
+    pub fn mlm_step(
+        &mut self,
+        lr: f64,
+        generator: DebertaModel<B>,
+        masked: &MaskedBatch<B>,
+    ) -> (DebertaModel<B>, StepStats) {
+        let (loss, _) = mlm_loss(&generator, masked);
+        let value: f32 = loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(loss.backward(), &generator);
+        let (generator, norm) = self.generator_opt.step(lr, generator, grads);
+        let stats = StepStats {
+            mlm_loss: value,
+            rtd_loss: f32::NAN,
+            generator_grad_norm: norm,
+            discriminator_grad_norm: f64::NAN,
+            replaced_fraction: f32::NAN,
+        };
+        (generator, stats)
     }
 }
 

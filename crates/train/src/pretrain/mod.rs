@@ -7,14 +7,17 @@
 //! afresh before the step. A resumed run therefore needs only the step number, the weights and
 //! the optimiser moments to repeat exactly what the uninterrupted run would have done.
 
+pub mod run;
+
 use crate::masking::{mask_row, MaskingConfig};
-use crate::optim::{learning_rate, AdamW, AdamWConfig};
+use crate::optim::{warmup_linear, AdamW, AdamWConfig};
 use crate::rtd::{
-    merged_embedding, mlm_loss, Discriminator, EmbeddingSharing, MaskedBatch, RtdTrainer, StepStats,
+    generator_word_embedding, merged_embedding, mlm_loss, replace, Discriminator, EmbeddingSharing,
+    MaskedBatch, RtdTrainer, StepStats,
 };
+use deberta_data::metrics::roc_auc;
 use crate::state::{load_module_tensors, module_tensors, param_paths};
 use burn::module::{AutodiffModule, Param};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use deberta_io::tensors::{read_safetensors, write_atomic, write_safetensors};
@@ -66,11 +69,40 @@ pub struct Settings {
     pub seed: u64,
     pub adam: AdamWConfig,
     pub vocabulary: Vocabulary,
+    /// Lines at the end of the corpus kept out of training for evaluation (they decide which
+    /// lines the batches hold, so a resumed run keeps the number it started with).
+    #[serde(default)]
+    pub eval_lines: usize,
+}
+
+/// A recipe's hyper-parameter defaults (flags override each).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recipe {
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub bias_correction: bool,
+    pub rtd_lambda: f64,
+}
+
+impl Recipe {
+    /// For tiny to xsmall models and 10^2 to 10^4 steps (chosen by experiment: NOTES.md,
+    /// "Pre-training that learns"). A short warmup makes uncorrected Adam's first updates several
+    /// times the nominal learning rate, so the moments are bias-corrected here.
+    pub fn small(steps: u64) -> Self {
+        Recipe { lr: 1e-3, warmup_steps: (steps / 10).max(1), bias_correction: true, rtd_lambda: 10.0 }
+    }
+
+    /// The official DeBERTaV3 recipe: rtd_xsmall's lr 3e-4, 10,000 warmup steps (whatever the
+    /// run's length; capped here at it), XAdam without bias correction, lambda 10.
+    pub fn official(steps: u64) -> Self {
+        Recipe { lr: 3e-4, warmup_steps: 10_000.min(steps), bias_correction: false, rtd_lambda: 10.0 }
+    }
 }
 
 /// A fixed salt so the masking stream never coincides with the data-order stream.
 const MASKING_SALT: u64 = 0x6d61_736b_696e_6721;
 const DROPOUT_SALT: u64 = 0x6472_6f70_6f75_7421;
+const EVAL_SALT: u64 = 0x6576_616c_7561_7465;
 
 pub struct Pretrainer<B: AutodiffBackend> {
     pub settings: Settings,
@@ -92,6 +124,55 @@ pub struct StepReport {
     pub lr: f64,
     pub stats: StepStats,
     pub tokens: usize,
+}
+
+/// Held-out metrics at a step (see [`Pretrainer::evaluate`]). RTD metrics are over real tokens;
+/// under the MLM objective they are NaN.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalReport {
+    pub step: u64,
+    /// Generator cross-entropy over the picks (nats) and its top-1 accuracy there.
+    pub mlm_loss: f64,
+    pub mlm_accuracy: f64,
+    /// `lambda` x mean BCE, as the training `rtd_loss`.
+    pub rtd_loss: f64,
+    pub rtd_accuracy: f64,
+    /// Area under the ROC curve of the RTD logits against "replaced" (0.5: no better than chance).
+    pub rtd_auc: f64,
+    pub replaced_fraction: f64,
+}
+
+impl EvalReport {
+    /// The `metrics.jsonl` record (non-finite values as `null`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let finite = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
+        serde_json::json!({
+            "step": self.step,
+            "eval_mlm_loss": finite(self.mlm_loss),
+            "eval_mlm_accuracy": finite(self.mlm_accuracy),
+            "eval_rtd_loss": finite(self.rtd_loss),
+            "eval_rtd_accuracy": finite(self.rtd_accuracy),
+            "eval_rtd_auc": finite(self.rtd_auc),
+            "eval_replaced_fraction": finite(self.replaced_fraction),
+        })
+    }
+}
+
+impl StepReport {
+    /// The step's record as `metrics.jsonl` holds it (non-finite values as `null`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let finite = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
+        serde_json::json!({
+            "step": self.step,
+            "lr": self.lr,
+            "mlm_loss": finite(self.stats.mlm_loss as f64),
+            "rtd_loss": finite(self.stats.rtd_loss as f64),
+            "generator_grad_norm": finite(self.stats.generator_grad_norm),
+            "discriminator_grad_norm": finite(self.stats.discriminator_grad_norm),
+            "replaced_fraction": finite(self.stats.replaced_fraction as f64),
+            "tokens": self.tokens,
+        })
+    }
 }
 
 impl<B: AutodiffBackend> Pretrainer<B> {
@@ -153,13 +234,24 @@ impl<B: AutodiffBackend> Pretrainer<B> {
     fn masked_batch(&self, rows: &[Vec<u32>]) -> (MaskedBatch<B>, rand_chacha::ChaCha8Rng) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.settings.seed ^ MASKING_SALT);
         rng.set_stream(self.step);
+        let masked = self.mask_rows(rows, &mut rng, &self.device);
+        (masked, rng)
+    }
+
+    /// Masks `rows` by the objective's rule with `rng` and pads them to the longest.
+    fn mask_rows<C: Backend>(
+        &self,
+        rows: &[Vec<u32>],
+        rng: &mut rand_chacha::ChaCha8Rng,
+        device: &C::Device,
+    ) -> MaskedBatch<C> {
         let masking = self.masking();
         let vocab = &self.settings.vocabulary;
         let width = rows.iter().map(Vec::len).max().unwrap_or(0);
         let (mut ids, mut labels, mut mask) = (Vec::new(), Vec::new(), Vec::new());
         for row in rows {
             let row: Vec<i64> = row.iter().map(|&t| t as i64).collect();
-            let m = mask_row(&row, |t| vocab.special(t), &masking, &mut rng);
+            let m = mask_row(&row, |t| vocab.special(t), &masking, rng);
             let pad = width - row.len();
             ids.extend(m.input_ids.into_iter().chain(std::iter::repeat_n(vocab.pad, pad)));
             labels.extend(m.labels.into_iter().chain(std::iter::repeat_n(0, pad)));
@@ -167,42 +259,105 @@ impl<B: AutodiffBackend> Pretrainer<B> {
         }
         let shape = [rows.len(), width];
         let batch = Batch {
-            input_ids: Tensor::from_data(TensorData::new(ids, shape), &self.device),
-            attention_mask: Tensor::from_data(TensorData::new(mask, shape), &self.device),
+            input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            attention_mask: Tensor::from_data(TensorData::new(mask, shape), device),
             token_type_ids: None,
         };
-        (MaskedBatch::new(batch, labels), rng)
+        MaskedBatch::new(batch, labels)
     }
 
-    /// One training step on `rows`.
+    /// Held-out metrics of the current models on `rows` (in batches of `batch_size`). The masks
+    /// and sampling uniforms come from a fixed stream, so every evaluation of a run scores the
+    /// same picks: the curves show the models changing, not the draw.
+    pub fn evaluate(&self, rows: &[Vec<u32>], batch_size: usize) -> EvalReport {
+        let generator = self.generator.valid();
+        let discriminator = self.discriminator.as_ref().map(|d| d.valid());
+        let sharing = self.settings.sharing;
+        let (mut mlm_sum, mut picks, mut correct, mut replaced) = (0f64, 0usize, 0usize, 0usize);
+        let (mut scores, mut targets) = (Vec::new(), Vec::new());
+        for (i, chunk) in rows.chunks(batch_size.max(1)).enumerate() {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.settings.seed ^ EVAL_SALT);
+            rng.set_stream(i as u64);
+            let masked = self.mask_rows::<B::InnerBackend>(chunk, &mut rng, &self.device);
+            let n = masked.picks.len();
+            if n == 0 {
+                continue;
+            }
+            let (loss, logits) = mlm_loss(&generator, &masked);
+            mlm_sum += loss.into_scalar().elem::<f64>() * n as f64;
+            picks += n;
+            let predicted: Vec<i64> = logits.clone().argmax(1).into_data().convert::<i64>().into_vec().expect("ints");
+            correct += masked.picks.iter().zip(&predicted).filter(|(&k, &p)| masked.labels[k] == p).count();
+            let Some(d) = &discriminator else { continue };
+            let uniforms: Vec<f32> = (0..n).map(|_| rng.random()).collect();
+            let (batch, t) = replace(logits, &masked, &uniforms);
+            let x = d.logits(d.embedding(generator_word_embedding(&generator), sharing), &batch);
+            let x: Vec<f32> = x.into_data().convert::<f32>().into_vec().expect("floats");
+            let t: Vec<f32> = t.into_data().convert::<f32>().into_vec().expect("floats");
+            let m: Vec<i64> = batch.attention_mask.into_data().convert::<i64>().into_vec().expect("ints");
+            for k in (0..x.len()).filter(|&k| m[k] > 0) {
+                scores.push(x[k] as f64);
+                targets.push(t[k] > 0.5);
+            }
+            replaced += masked.picks.iter().filter(|&&k| t[k] > 0.5).count();
+        }
+        let nan = f64::NAN;
+        let mut report = EvalReport {
+            step: self.step,
+            mlm_loss: if picks > 0 { mlm_sum / picks as f64 } else { nan },
+            mlm_accuracy: if picks > 0 { correct as f64 / picks as f64 } else { nan },
+            rtd_loss: nan,
+            rtd_accuracy: nan,
+            rtd_auc: nan,
+            replaced_fraction: nan,
+        };
+        if !scores.is_empty() {
+            // BCE with logits, stably: max(x, 0) - x t + ln(1 + e^-|x|); scaled by lambda like
+            // the training loss so the two curves share an axis.
+            let bce: f64 = scores
+                .iter()
+                .zip(&targets)
+                .map(|(&x, &t)| x.max(0.0) - if t { x } else { 0.0 } + (-x.abs()).exp().ln_1p())
+                .sum();
+            report.rtd_loss = self.settings.rtd_lambda * bce / scores.len() as f64;
+            report.rtd_accuracy =
+                scores.iter().zip(&targets).filter(|(&x, &t)| (x > 0.0) == t).count() as f64 / scores.len() as f64;
+            report.rtd_auc = roc_auc(&scores, &targets).unwrap_or(nan);
+            report.replaced_fraction = replaced as f64 / picks.max(1) as f64;
+        }
+        report
+    }
+
+    /// One training step on `rows`: masked with the step's random stream, which then draws the
+    /// sampling uniforms.
     pub fn train_step(&mut self, rows: &[Vec<u32>]) -> StepReport {
-        let s = &self.settings;
-        let lr = learning_rate(self.step, s.lr, s.warmup_steps, s.steps);
         let (masked, mut rng) = self.masked_batch(rows);
-        let tokens = rows.iter().map(Vec::len).sum();
+        let uniforms: Vec<f32> = match self.discriminator {
+            Some(_) => (0..masked.picks.len()).map(|_| rng.random()).collect(),
+            None => Vec::new(),
+        };
+        self.masked_step(&masked, &uniforms)
+    }
+
+    /// One training step on an already masked batch, sampling replacements with `uniforms`
+    /// (one per pick; unused by the MLM objective). Dropout is seeded by `(seed, step)`.
+    pub fn masked_step(&mut self, masked: &MaskedBatch<B>, uniforms: &[f32]) -> StepReport {
+        let s = &self.settings;
+        let lr = warmup_linear(self.step, s.lr, s.warmup_steps, s.steps);
+        let tokens = masked.real_tokens();
         B::seed(&self.device, (self.settings.seed ^ DROPOUT_SALT).wrapping_add(self.step));
         let stats = match &self.discriminator {
             Some(discriminator) => {
-                let uniforms: Vec<f32> = (0..masked.picks.len()).map(|_| rng.random()).collect();
                 let (g, d, stats) =
-                    self.trainer.step(lr, self.generator.clone(), discriminator.clone(), &masked, &uniforms);
+                    self.trainer.step(lr, self.generator.clone(), discriminator.clone(), masked, uniforms);
                 self.generator = g;
                 self.discriminator = Some(d);
                 stats
             }
             None => {
-                let (loss, _) = mlm_loss(&self.generator, &masked);
-                let value: f32 = loss.clone().into_scalar().elem();
-                let grads = GradientsParams::from_grads(loss.backward(), &self.generator);
-                let (g, norm) = self.trainer.generator_opt.step(lr, self.generator.clone(), grads);
+                let (g, stats) = self.trainer.mlm_step(lr, self.generator.clone(), masked);
                 self.generator = g;
-                StepStats {
-                    mlm_loss: value,
-                    rtd_loss: f32::NAN,
-                    generator_grad_norm: norm,
-                    discriminator_grad_norm: f64::NAN,
-                    replaced_fraction: f32::NAN,
-                }
+                stats
             }
         };
         self.step += 1;
@@ -365,6 +520,7 @@ impl Default for Settings {
             seed: 42,
             adam: AdamWConfig::default(),
             vocabulary: Vocabulary { pad: 0, cls: 1, sep: 2, unk: 3, mask: 128000, pieces: (4, 128000) },
+            eval_lines: 0,
         }
     }
 }
