@@ -11,7 +11,9 @@ use deberta_model::DebertaConfig;
 use deberta_tokenizer::train::{train_files, write_model_dir, write_tokenizer_files, TrainOptions};
 use deberta_tokenizer::DebertaTokenizer;
 use deberta_train::optim::AdamWConfig;
-use deberta_train::pretrain::run::{open_run, run as run_pretraining, Observer, Outcome, PretrainError, RunOptions};
+use deberta_train::pretrain::run::{
+    open_run, run as run_pretraining, Observer, Outcome, PretrainError, RunOptions,
+};
 use deberta_train::pretrain::{EvalReport, Objective, Pretrainer, Recipe, Settings, StepReport, Vocabulary};
 use deberta_train::rtd::EmbeddingSharing;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -213,9 +215,10 @@ fn new_run<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Pretrainer<B>> {
     if let Some(dir) = &args.init_from {
-        let (run, config) = Pretrainer::<B>::from_pretrained(settings, dir, args.generator_layers, device, |p, n| {
-            tracing::info!("{}: initialised {n}", p.display())
-        })?;
+        let (run, config) =
+            Pretrainer::<B>::from_pretrained(settings, dir, args.generator_layers, device, |p, n| {
+                tracing::info!("{}: initialised {n}", p.display())
+            })?;
         check_vocab(&config, tok, &dir.display().to_string())?;
         return Ok(run);
     }
@@ -284,7 +287,7 @@ impl Observer for Printer {
         };
         self.bar.set_message(msg.clone());
         self.bar.inc(1);
-        if r.step % self.log_every == 0 || r.step == self.first + 1 {
+        if r.step.is_multiple_of(self.log_every) || r.step == self.first + 1 {
             self.bar.suspend(|| tracing::info!("step {}/{}: {msg}, lr {:.2e}", r.step, self.total, r.lr));
         }
     }
@@ -313,14 +316,22 @@ impl Observer for Printer {
 fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     let (files, tok) = corpus_and_tokenizer(args)?;
     let mut run = open_run::<B>(&args.out, args.resume, device, || {
-        new_run::<B>(args, settings(args, &tok), &tok, device).map_err(|e| PretrainError::Invalid(format!("{e:#}")))
+        new_run::<B>(args, settings(args, &tok), &tok, device)
+            .map_err(|e| PretrainError::Invalid(format!("{e:#}")))
     })?;
     if args.resume {
         tracing::info!("resuming {} at step {} (its saved settings apply)", args.out.display(), run.step);
     }
     let s = run.settings.clone();
-    if !args.resume && run.discriminator.is_some() && s.vocabulary.mask as usize >= run.generator_config.vocab_size {
-        bail!("[MASK] id {} is outside the embedding ({} rows)", s.vocabulary.mask, run.generator_config.vocab_size);
+    if !args.resume
+        && run.discriminator.is_some()
+        && s.vocabulary.mask as usize >= run.generator_config.vocab_size
+    {
+        bail!(
+            "[MASK] id {} is outside the embedding ({} rows)",
+            s.vocabulary.mask,
+            run.generator_config.vocab_size
+        );
     }
 
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -365,8 +376,13 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     let bar = ProgressBar::new(s.steps).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} ETA {eta} {msg}").expect("template"),
     );
-    let mut printer =
-        Printer { bar: bar.clone(), log_every: args.log_every, first: 0, total: s.steps, rtd: run.discriminator.is_some() };
+    let mut printer = Printer {
+        bar: bar.clone(),
+        log_every: args.log_every,
+        first: 0,
+        total: s.steps,
+        rtd: run.discriminator.is_some(),
+    };
     let outcome = run_pretraining(&mut run, &lines, &held_out, &options, args.resume, &mut printer);
     bar.abandon();
     match outcome? {

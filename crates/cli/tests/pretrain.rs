@@ -218,3 +218,52 @@ fn hf_loads_the_pretraining_export() {
     assert_eq!(d["embedding_equals_e_g_plus_delta_max_abs_err"].as_f64(), Some(0.0));
     assert_eq!(d["delta_nonzero"], true);
 }
+
+#[test]
+fn held_out_evaluation_is_logged_at_its_cadence() {
+    let dir = workspace("eval");
+    let args = ["--steps", "6", "--eval-every", "3", "--eval-lines", "4", "--checkpoint-every", "6"];
+    let (ok, stdout, err) = run(common(&dir, "a"), &args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("held-out: {"), "{stdout}");
+    let evals = |run: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(run).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("eval_rtd_auc").is_some())
+            .collect()
+    };
+    let a = evals("a");
+    let steps: Vec<u64> = a.iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![0, 3, 6]);
+    // Before any step (hand-derived): HF's N(0, 0.02) initialisation gives nearly uniform
+    // generator logits, so the MLM loss is ln(8001) = 8.987 and almost every sample differs from
+    // the original; the RTD logits are near 0, so the loss is lambda ln 2 = 6.931.
+    let first = &a[0];
+    let f = |k: &str| first[k].as_f64().unwrap();
+    assert!((f("eval_mlm_loss") - 8001f64.ln()).abs() < 0.02 * 8001f64.ln(), "{first}");
+    assert!((f("eval_rtd_loss") - 10.0 * 2f64.ln()).abs() < 0.03 * 10.0 * 2f64.ln(), "{first}");
+    assert!(f("eval_replaced_fraction") > 0.99, "{first}");
+    for v in &a {
+        for k in ["eval_mlm_accuracy", "eval_rtd_accuracy", "eval_rtd_auc", "eval_replaced_fraction"] {
+            let x = v[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&x), "{k} = {x}");
+        }
+    }
+    // The masks and samples are fixed: a second run logs identical evaluations.
+    let (ok, _, err) = run(common(&dir, "b"), &args);
+    assert!(ok, "{err}");
+    assert_eq!(a, evals("b"));
+    // A resumed run keeps the held-out split it started with (it decides the training lines),
+    // even when asked for another: it ends bit-identical to the uninterrupted run.
+    let (ok, _, err) = run(common(&dir, "c"), &[&args[..], &["--stop-at", "3"]].concat());
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(common(&dir, "c"), &["--steps", "6", "--resume", "--eval-lines", "9"]);
+    assert!(ok, "{err}");
+    let weights = |run: &str| std::fs::read(dir.join(run).join("discriminator/model.safetensors")).unwrap();
+    assert!(weights("a") == weights("c"), "the resumed run differs");
+    // (Without --eval-every the resumed run evaluates at every step: the cadence is not a setting.)
+    let c: Vec<_> = evals("c").into_iter().filter(|v| v["step"].as_u64().unwrap() % 3 == 0).collect();
+    assert_eq!(a, c);
+}

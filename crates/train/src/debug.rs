@@ -179,7 +179,8 @@ pub fn rtd_steps<B: AutodiffBackend>(
             message: format!("no `{key}` of shape [steps, batch, length]"),
         })
     };
-    let (ids, mask, labels, uniforms) = (get("input_ids")?, get("attention_mask")?, get("labels")?, get("uniforms")?);
+    let (ids, mask, labels, uniforms) =
+        (get("input_ids")?, get("attention_mask")?, get("labels")?, get("uniforms")?);
     let [n, b, l] = [ids.shape[0], ids.shape[1], ids.shape[2]];
     for other in [mask, labels, uniforms] {
         if other.shape != ids.shape {
@@ -207,7 +208,8 @@ pub fn rtd_steps<B: AutodiffBackend>(
         Some(d) => (Some(d.config), Some(Discriminator::new(d.model, t.sharing))),
         None => (None, None),
     };
-    let mut run = Pretrainer::assemble(settings, generator.config, generator.model, disc_config, disc, device);
+    let mut run =
+        Pretrainer::assemble(settings, generator.config, generator.model, disc_config, disc, device);
     let steps = steps.map_or(n, |s| (s as usize).min(n));
     let ints = |v: &[f32]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
     let mut reports = Vec::with_capacity(steps);
@@ -215,7 +217,10 @@ pub fn rtd_steps<B: AutodiffBackend>(
         let range = s * b * l..(s + 1) * b * l;
         let batch = Batch {
             input_ids: Tensor::from_data(TensorData::new(ints(&ids.data[range.clone()]), [b, l]), device),
-            attention_mask: Tensor::from_data(TensorData::new(ints(&mask.data[range.clone()]), [b, l]), device),
+            attention_mask: Tensor::from_data(
+                TensorData::new(ints(&mask.data[range.clone()]), [b, l]),
+                device,
+            ),
             token_type_ids: None,
         };
         let masked = MaskedBatch::new(batch, ints(&labels.data[range.clone()]));

@@ -26,7 +26,10 @@ impl MetricsLog {
                     .filter(|l| record_step(l).is_some_and(|s| s <= step))
                     .map(|l| format!("{l}\n"))
                     .collect();
-                std::fs::write(path, kept)?;
+                // A new file renamed over the old: a kill mid-write leaves the full history.
+                let tmp = path.with_extension("jsonl.tmp");
+                std::fs::write(&tmp, kept)?;
+                std::fs::rename(&tmp, path)?;
             }
             Some(_) => {}
             None => {

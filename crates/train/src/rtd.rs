@@ -151,7 +151,8 @@ pub fn replace<B: Backend>(
     let device = logits.device();
     let cdf = activation::softmax(logits.detach(), 1).cumsum(1);
     let total = cdf.clone().slice([0..n, v - 1..v]);
-    let u = Tensor::<B, 1>::from_data(TensorData::new(uniforms.to_vec(), [n]), &device).reshape([n, 1]) * total;
+    let u =
+        Tensor::<B, 1>::from_data(TensorData::new(uniforms.to_vec(), [n]), &device).reshape([n, 1]) * total;
     let samples = cdf.lower_equal(u.expand([n, v])).int().sum_dim(1).clamp_max(v as i64 - 1);
     let samples: Vec<i64> = samples.into_data().convert::<i64>().into_vec().expect("ints");
     replaced_batch(masked, samples.into_iter())

@@ -24,12 +24,18 @@ fn check(variant: &str) {
         assert_eq!(o["step"], e["step"]);
         let lr = (o["lr"].as_f64().unwrap() - e["lr"].as_f64().unwrap()).abs();
         assert!(lr < 1e-12, "{variant} step {}: lr {} vs {}", e["step"], o["lr"], e["lr"]);
-        for key in ["mlm_loss", "rtd_loss", "generator_grad_norm", "discriminator_grad_norm", "replaced_fraction"] {
+        for key in
+            ["mlm_loss", "rtd_loss", "generator_grad_norm", "discriminator_grad_norm", "replaced_fraction"]
+        {
             let Some(r) = e.get(key).and_then(|v| v.as_f64()) else { continue };
             let got = o[key].as_f64().unwrap_or(f64::NAN);
             let rel = (got - r).abs() / r.abs().max(1e-12);
             worst = worst.max(rel);
-            assert!(rel <= 1e-4, "{variant} step {}: {key} ours {got} reference {r} (rel {rel:.2e})", e["step"]);
+            assert!(
+                rel <= 1e-4,
+                "{variant} step {}: {key} ours {got} reference {r} (rel {rel:.2e})",
+                e["step"]
+            );
         }
     }
     println!("{variant}: {} steps, worst relative error {worst:.2e}", ours.len());

@@ -15,11 +15,11 @@ use crate::rtd::{
     generator_word_embedding, merged_embedding, mlm_loss, replace, Discriminator, EmbeddingSharing,
     MaskedBatch, RtdTrainer, StepStats,
 };
-use deberta_data::metrics::roc_auc;
 use crate::state::{load_module_tensors, module_tensors, param_paths};
 use burn::module::{AutodiffModule, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use deberta_data::metrics::roc_auc;
 use deberta_io::tensors::{read_safetensors, write_atomic, write_safetensors};
 use deberta_io::{save_model, IoError, TensorMap};
 use deberta_model::{Batch, DebertaConfig, DebertaModel, Head};
@@ -286,7 +286,8 @@ impl<B: AutodiffBackend> Pretrainer<B> {
             let (loss, logits) = mlm_loss(&generator, &masked);
             mlm_sum += loss.into_scalar().elem::<f64>() * n as f64;
             picks += n;
-            let predicted: Vec<i64> = logits.clone().argmax(1).into_data().convert::<i64>().into_vec().expect("ints");
+            let predicted: Vec<i64> =
+                logits.clone().argmax(1).into_data().convert::<i64>().into_vec().expect("ints");
             correct += masked.picks.iter().zip(&predicted).filter(|(&k, &p)| masked.labels[k] == p).count();
             let Some(d) = &discriminator else { continue };
             let uniforms: Vec<f32> = (0..n).map(|_| rng.random()).collect();
@@ -320,8 +321,9 @@ impl<B: AutodiffBackend> Pretrainer<B> {
                 .map(|(&x, &t)| x.max(0.0) - if t { x } else { 0.0 } + (-x.abs()).exp().ln_1p())
                 .sum();
             report.rtd_loss = self.settings.rtd_lambda * bce / scores.len() as f64;
-            report.rtd_accuracy =
-                scores.iter().zip(&targets).filter(|(&x, &t)| (x > 0.0) == t).count() as f64 / scores.len() as f64;
+            report.rtd_accuracy = scores.iter().zip(&targets).filter(|(&x, &t)| (x > 0.0) == t).count()
+                as f64
+                / scores.len() as f64;
             report.rtd_auc = roc_auc(&scores, &targets).unwrap_or(nan);
             report.replaced_fraction = replaced as f64 / picks.max(1) as f64;
         }

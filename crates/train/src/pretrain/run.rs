@@ -105,7 +105,10 @@ pub fn open_run<B: AutodiffBackend>(
 /// The generator's config for a discriminator's: the same shape, `layers` deep (default: half
 /// the discriminator's depth as in DeBERTaV3, and at least 2, which the Enhanced Mask Decoder
 /// needs).
-pub fn generator_config(disc: &DebertaConfig, layers: Option<usize>) -> std::result::Result<DebertaConfig, ConfigError> {
+pub fn generator_config(
+    disc: &DebertaConfig,
+    layers: Option<usize>,
+) -> std::result::Result<DebertaConfig, ConfigError> {
     // Through the JSON: a config saves its original keys, so editing the typed field alone
     // would not reach the saved config.json.
     let mut json = disc.to_json_value(Head::Base);
@@ -175,7 +178,8 @@ impl<B: AutodiffBackend> Pretrainer<B> {
                     dir.display()
                 )));
             }
-            generator.deberta.embeddings.word_embeddings.weight = Param::from_tensor(merged.detach().require_grad());
+            generator.deberta.embeddings.word_embeddings.weight =
+                Param::from_tensor(merged.detach().require_grad());
         }
         let discriminator = Discriminator::new(disc_model, settings.sharing);
         let config = disc_config.clone();
@@ -204,19 +208,23 @@ pub fn run<B: AutodiffBackend>(
         let path = path.to_path_buf();
         move |source| PretrainError::File { path, source }
     };
-    let mut log = MetricsLog::open(&metrics_path, resumed.then_some(trainer.step)).map_err(file_err(&metrics_path))?;
+    let mut log =
+        MetricsLog::open(&metrics_path, resumed.then_some(trainer.step)).map_err(file_err(&metrics_path))?;
     let plot_now = || {
         // A plot is a convenience: failing to draw one never stops a run.
         let _ = plot(&metrics_path, &out.join("loss.png"), PLOTTED);
     };
-    let evaluate = |trainer: &Pretrainer<B>, log: &mut MetricsLog, observer: &mut dyn Observer| -> Result<EvalReport> {
-        let report = trainer.evaluate(held_out, options.eval_batch_size);
-        log.append(&report.to_json()).map_err(file_err(&metrics_path))?;
-        observer.evaluated(&report);
-        Ok(report)
-    };
+    let evaluate =
+        |trainer: &Pretrainer<B>, log: &mut MetricsLog, observer: &mut dyn Observer| -> Result<EvalReport> {
+            let report = trainer.evaluate(held_out, options.eval_batch_size);
+            log.append(&report.to_json()).map_err(file_err(&metrics_path))?;
+            observer.evaluated(&report);
+            Ok(report)
+        };
     let eval_due = |step: u64| {
-        !held_out.is_empty() && options.eval_every > 0 && (step % options.eval_every == 0 || step == s.steps)
+        !held_out.is_empty()
+            && options.eval_every > 0
+            && (step.is_multiple_of(options.eval_every) || step == s.steps)
     };
 
     observer.started(trainer.step, s.steps);
@@ -241,14 +249,19 @@ pub fn run<B: AutodiffBackend>(
         if !st.mlm_loss.is_finite() || (trainer.discriminator.is_some() && !st.rtd_loss.is_finite()) {
             let last = Pretrainer::<B>::latest_checkpoint(out)?
                 .map_or("none yet".to_string(), |p| p.display().to_string());
-            return Err(PretrainError::NonFinite { step: report.step, mlm: st.mlm_loss, rtd: st.rtd_loss, last });
+            return Err(PretrainError::NonFinite {
+                step: report.step,
+                mlm: st.mlm_loss,
+                rtd: st.rtd_loss,
+                last,
+            });
         }
         observer.step(&report, tps);
         if eval_due(report.step) {
             last_eval = Some(evaluate(trainer, &mut log, observer)?);
         }
         let stop = options.stop_at == Some(report.step);
-        if report.step % options.checkpoint_every.max(1) == 0 || report.step == s.steps || stop {
+        if report.step.is_multiple_of(options.checkpoint_every.max(1)) || report.step == s.steps || stop {
             let dir = trainer.save_checkpoint(out, options.keep_checkpoints)?;
             plot_now();
             observer.checkpoint(&dir);
