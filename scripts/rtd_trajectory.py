@@ -10,7 +10,8 @@ Writes into DIR:
                               at picks, 0 elsewhere), all [N, B, L] (small integers stored as
                               float32, exact), and `uniforms` [N, B, L] float32 (one per position;
                               each pick uses its own)
-  settings.json               objective, sharing, lambda, lr, warmup_steps, steps, adam
+  settings.json               the run settings as deberta-rs saves them (objective, sharing, lambda,
+                              lr, warmup_steps, steps, adam, sizes, token ids)
   expected.json               per step: lr, mlm_loss, rtd_loss, generator_grad_norm,
                               discriminator_grad_norm, replaced_fraction
 
@@ -205,8 +206,10 @@ def run(args):
     save_file({"input_ids": f32(ids), "attention_mask": f32(amask), "labels": f32(labels), "uniforms": f32(uniforms)},
               os.path.join(args.out, "batches.safetensors"))
     adam = dict(beta1=0.9, beta2=0.999, epsilon=1e-6, weight_decay=0.01, max_grad_norm=1.0, bias_correction=False)
+    # deberta-rs's own run settings (`Settings`), so the replay reads them as a checkpoint's.
     settings = dict(objective=args.objective, sharing=args.sharing, rtd_lambda=args.rtd_lambda, lr=args.lr,
-                    warmup_steps=args.warmup_steps, steps=N, adam=adam, mask_id=MASK)
+                    warmup_steps=args.warmup_steps, steps=N, adam=adam, batch_size=B, seq_len=L, seed=0,
+                    vocabulary=dict(pad=PAD, cls=CLS, sep=SEP, unk=UNK, mask=MASK, pieces=[4, MASK]), eval_lines=0)
     json.dump(settings, open(os.path.join(args.out, "settings.json"), "w"), indent=2)
 
     delta = torch.zeros(V, dcfg.hidden_size, dtype=dtype, requires_grad=True)

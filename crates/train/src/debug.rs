@@ -10,8 +10,7 @@
 //! one; the update is AdamW's, tested on its own). `E_delta` is read from the discriminator's
 //! `deberta.embeddings.word_embeddings._weight`, the official code's name for it, or is zero.
 
-use crate::optim::AdamWConfig;
-use crate::pretrain::{Objective, Pretrainer, Settings, StepReport, Vocabulary};
+use crate::pretrain::{Objective, Pretrainer, Settings, StepReport};
 use crate::rtd::{
     generator_word_embedding, mlm_loss, replaced_batch, rtd_loss, Discriminator, EmbeddingSharing,
     MaskedBatch,
@@ -138,23 +137,10 @@ pub fn rtd_step_gradients<B: AutodiffBackend>(
     out
 }
 
-/// The settings `scripts/rtd_trajectory.py` writes beside a trajectory's weights and batches.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct TrajectorySettings {
-    pub objective: Objective,
-    pub sharing: EmbeddingSharing,
-    pub rtd_lambda: f64,
-    pub lr: f64,
-    pub warmup_steps: u64,
-    pub steps: u64,
-    pub adam: AdamWConfig,
-    pub mask_id: i64,
-}
-
 /// Runs the first `steps` (default: all) steps of a trajectory fixture written by
 /// `scripts/rtd_trajectory.py`: `generator/` (and `discriminator/`) initial weights,
 /// `batches.safetensors` (masked `input_ids`, `attention_mask`, `labels`, sampling `uniforms`,
-/// each `[N, B, L]`) and `settings.json`. Every step goes through [`Pretrainer::masked_step`],
+/// each `[N, B, L]`) and `settings.json` (the run [`Settings`]). Every step goes through [`Pretrainer::masked_step`],
 /// the function real runs use, with the fixture's masking and uniforms in place of our own.
 pub fn rtd_steps<B: AutodiffBackend>(
     dir: &Path,
@@ -163,11 +149,11 @@ pub fn rtd_steps<B: AutodiffBackend>(
 ) -> Result<Vec<StepReport>, IoError> {
     let settings_path = dir.join("settings.json");
     let text = std::fs::read_to_string(&settings_path).map_err(|e| IoError::file(&settings_path, e))?;
-    let t: TrajectorySettings = serde_json::from_str(&text)
+    let settings: Settings = serde_json::from_str(&text)
         .map_err(|e| IoError::Input { path: settings_path.clone(), message: e.to_string() })?;
     let options = LoadOptions::default();
     let generator = load_model::<B>(&dir.join("generator"), &options, device)?;
-    let discriminator = match t.objective {
+    let discriminator = match settings.objective {
         Objective::Rtd => Some(load_model::<B>(&dir.join("discriminator"), &options, device)?),
         Objective::Mlm => None,
     };
@@ -190,22 +176,17 @@ pub fn rtd_steps<B: AutodiffBackend>(
             });
         }
     }
-    let settings = Settings {
-        objective: t.objective,
-        sharing: t.sharing,
-        rtd_lambda: t.rtd_lambda,
-        lr: t.lr,
-        warmup_steps: t.warmup_steps,
-        steps: t.steps,
-        batch_size: b,
-        seq_len: l,
-        seed: 0,
-        adam: t.adam,
-        vocabulary: Vocabulary { mask: t.mask_id, ..Settings::default().vocabulary },
-        eval_lines: 0,
-    };
+    if settings.batch_size != b || settings.seq_len != l {
+        return Err(IoError::Input {
+            path: settings_path,
+            message: format!(
+                "batch_size/seq_len {}/{} but batches of {b} x {l}",
+                settings.batch_size, settings.seq_len
+            ),
+        });
+    }
     let (disc_config, disc) = match discriminator {
-        Some(d) => (Some(d.config), Some(Discriminator::new(d.model, t.sharing))),
+        Some(d) => (Some(d.config), Some(Discriminator::new(d.model, settings.sharing))),
         None => (None, None),
     };
     let mut run =
