@@ -226,6 +226,8 @@ fn held_out_evaluation_is_logged_at_its_cadence() {
     let (ok, stdout, err) = run(common(&dir, "a"), &args);
     assert!(ok, "{err}");
     assert!(stdout.contains("held-out: {"), "{stdout}");
+    // Logs into a pipe are plain text: no colour codes, no progress bar redraws.
+    assert!(err.contains("held out at step 3") && !err.contains('\x1b') && !err.contains('\r'), "{err:?}");
     let evals = |run: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.join(run).join("metrics.jsonl"))
             .unwrap()
