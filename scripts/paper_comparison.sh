@@ -6,18 +6,18 @@
 # diagnostics: the generators' held-out MLM curves, and the average pairwise cosine similarity
 # of the generator's and the discriminator's word embeddings per variant.
 #
-#   scripts/paper_comparison.sh     (env: STEPS=400 SEEDS="1 2 3" EPOCHS=1 LR=3e-4 THREADS)
+#   scripts/paper_comparison.sh     (env: STEPS=300 SEEDS="1 2 3" EPOCHS=3 LR=3e-4 THREADS)
 # Writes results/paper_comparison.md and results/paper_comparison.png. Needs .venv-ref (numpy,
-# safetensors; matplotlib is installed into it if missing). About 70 minutes on 2 cores at the
+# safetensors; matplotlib is installed into it if missing). About 60 minutes on 2 cores at the
 # default budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=target/release/deberta
 PY=.venv-ref/bin/python
-STEPS=${STEPS:-400}
+STEPS=${STEPS:-300}
 SEEDS=${SEEDS:-1 2 3}
-EPOCHS=${EPOCHS:-1}
+EPOCHS=${EPOCHS:-3}
 LR=${LR:-3e-4}
 OUT=runs/paper
 THREADS_FLAG=()
