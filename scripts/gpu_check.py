@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for scripts/gpu_check.sh (issue 7): inputs, HF parity, the final table.
+"""Helpers for scripts/gpu_check.sh : inputs, HF parity, the final table.
 
     gpu_check.py inputs --vocab-size V --batch B --seq-len L [--pad] --out FILE.json
     gpu_check.py parity --model DIR --input FILE.json --ours OURS.safetensors --dtype f32|bf16
@@ -91,7 +91,7 @@ def rel_rows(seq_len):
 
 
 def encoder_flops_per_token(preset, batch, seq_len, layers=None):
-    """DESIGN section 8: per token per layer 24h^2 + 4Lh + 4Rh, plus per call and layer the
+    """Per token per layer 24h^2 + 4Lh + 4Rh, plus per call and layer the
     relative projections 4 * 2k * h^2 (k = buckets), spread over the batch's tokens."""
     h, n, _, inter = PRESETS[preset]
     n = n if layers is None else layers
@@ -183,7 +183,7 @@ def cmd_table(a):
 
         print(f"| {label} | {a.preset} {b} x {l} | {dtype} | {tps(o)} | {tps(t)} | {ratio} | {tgt} | "
               f"{mfu(o)} | {mfu(t)} |")
-    print(f"\nFLOPs/token (DESIGN 8): inference {a.preset} 8 x 512 "
+    print(f"\nFLOPs/token: inference {a.preset} 8 x 512 "
           f"{encoder_flops_per_token(a.preset, 8, 512) / 1e6:.0f} M, 32 x 128 "
           f"{encoder_flops_per_token(a.preset, 32, 128) / 1e6:.0f} M; train step "
           f"{train_flops_per_token(a.preset, *train_shape(a)) / 1e6:.0f} M. MFU = tokens/s x FLOPs/token / "

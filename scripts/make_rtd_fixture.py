@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for one RTD pre-training step (deberta-rs issue: gradient parity).
+"""PyTorch reference for one RTD pre-training step (gradient parity).
 
     .venv-ref/bin/python scripts/make_rtd_fixture.py      # writes fixtures/rtd_step/
 

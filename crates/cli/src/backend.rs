@@ -18,6 +18,8 @@ pub type Cpu = burn::backend::Flex;
 /// between steps.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc allocator tunables; it is called once at start-up, before
+    // any other thread exists, with documented parameters and values.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);

@@ -1,4 +1,4 @@
-//! Pre-training corpus (DESIGN section 4): text files are streamed, tokenized once into a
+//! Pre-training corpus (docs/pretraining.md): text files are streamed, tokenized once into a
 //! memory-mapped cache of little-endian `u32` ids, and the concatenated stream is cut into
 //! fixed-length lines `[CLS] tokens [SEP]`. Each epoch visits the lines in a fresh seeded order,
 //! so a batch is a pure function of (seed, step): resuming needs no saved iterator state.

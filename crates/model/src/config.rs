@@ -558,7 +558,7 @@ impl DebertaConfig {
     }
 }
 
-/// DeBERTa-V3 shapes (DESIGN section 2) as HF config JSON, plus a `tiny` one for tests and demos.
+/// The released DeBERTa-V3 shapes (xsmall ... large) as HF config JSON, plus a `tiny` one for tests and demos.
 /// Returns `None` for an unknown name.
 pub fn preset_json(name: &str) -> Option<Value> {
     let (hidden, layers, heads, intermediate) = match name {

@@ -1,5 +1,5 @@
-//! The DeBERTa-v2/v3 encoder, top to bottom as DESIGN section 3 (and HF's
-//! `modeling_deberta_v2.py`) lays it out. Field names are the checkpoint names, so a checkpoint
+//! The DeBERTa-v2/v3 encoder, top to bottom as HF's `modeling_deberta_v2.py`
+//! (our parity oracle) lays it out. Field names are the checkpoint names, so a checkpoint
 //! key is a path through these structs (`self` is a Rust keyword: that one field is `self_attn`).
 
 #![allow(non_snake_case)] // `LayerNorm` fields mirror the checkpoint names.

@@ -79,17 +79,26 @@ fn view2(t: &FlexTensor) -> View<'_> {
 /// A pointer shared by tasks that write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
+// SAFETY: every task that holds an `Out` writes only its own disjoint region of the buffer
+// (a column block of a Linear output, or one (sequence, head) slice of attention), and the
+// buffer outlives the parallel loop that shares the pointer.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: no two tasks touch the same element, so shared access cannot race.
 unsafe impl Sync for Out {}
 
 impl Out {
     /// Through a method, so closures capture the (Sync) wrapper rather than the raw field.
     fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers pass offsets inside the buffer `Out` was made from (checked by its shape).
         unsafe { self.0.add(offset) }
     }
 }
 
 /// `dst[m, n] (+)= lhs[m, k] . rhs[k, n]` on the calling thread, all operands strided.
+///
+/// # Safety
+/// Every pointer with its strides must address valid `m x k`, `k x n` and `m x n` f32 matrices,
+/// and no other thread may write the `dst` elements meanwhile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
@@ -101,6 +110,7 @@ unsafe fn gemm(
     rhs: *const f32,
     (rhs_rs, rhs_cs): (isize, isize),
 ) {
+    // SAFETY: the caller guarantees the operands (this function's contract).
     unsafe {
         gemm::gemm(
             m,
@@ -167,6 +177,7 @@ fn gelu_in_place(xs: &mut [f32]) {
             gelu_all(xs)
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked on the line above.
             return unsafe { avx2(xs) };
         }
     }
@@ -199,6 +210,8 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gel
     (0..d_out.div_ceil(width)).into_par_iter().for_each(|blk| {
         let c0 = blk * width;
         let cw = width.min(d_out - c0);
+        // SAFETY: block `blk` writes columns c0..c0+cw of the rows x d_out output only, and reads
+        // x (rows x d_in) and W's columns c0..c0+cw, all inside their contiguous buffers.
         unsafe {
             let out = dst.at(c0);
             gemm(
@@ -269,10 +282,16 @@ pub fn attention<B: Backend>(
         || (vec![0f32; l * l], vec![0f32; l * r], vec![0f32; l * r]),
         |(s, c, p), task| {
             let (bi, h) = (task / heads, task % heads);
+            // SAFETY (the pointers and the two gemm blocks below): q, k, v and the output are
+            // contiguous [b, l, heads * d]; task (bi, h) reads and writes head h of sequence bi
+            // only (offset bi*l*hd + h*d, row stride hd), and Kr/Qr are read at head h of
+            // their [1, heads, 2L-1, d] layout, within bounds by construction.
             let at = |data: &[f32]| unsafe { data.as_ptr().add(bi * l * hd + h * d) };
             let (qh, kh, vh) = (at(qd), at(kd), at(vd));
+            // SAFETY: head h of Kr/Qr, inside their storage (see above).
             let rel_h =
                 |data: &[f32], head_stride: isize| unsafe { data.as_ptr().offset(h as isize * head_stride) };
+            // SAFETY: reads head h of sequence bi and writes this task's own scratch (see above).
             unsafe {
                 // S = Q K^T; C = Q Kr^T (row i, column t: distance L-1-t); P = K Qr^T (row j,
                 // column t: distance t-(L-1)).
@@ -313,6 +332,7 @@ pub fn attention<B: Backend>(
                 }
                 row.iter_mut().for_each(|x| *x /= sum);
             }
+            // SAFETY: writes head h of sequence bi of the output, no other task's slice (see above).
             unsafe {
                 let o = dst.at(bi * l * hd + h * d);
                 gemm((l, d, l), o, hd_s, false, s.as_ptr(), (l as isize, 1), vh, (hd_s, 1));

@@ -1,4 +1,4 @@
-//! Training losses of the heads (DESIGN 3.6), written out so their reductions match HF/torch:
+//! Training losses of the heads, written out so their reductions match HF/torch:
 //! cross-entropy averaged over labelled rows (`ignore_index` rows skipped), MSE for one-label
 //! regression, BCE-with-logits averaged over real tokens for RTD.
 

@@ -1,4 +1,4 @@
-//! Relative positions (DESIGN 3.3): the log-bucket map and the per-length row-index table.
+//! Relative positions (HF's `make_log_bucket_position`): the log-bucket map and the per-length row-index table.
 //!
 //! The table is pure integer/f64 host arithmetic, computed once per sequence length and cached:
 //! it is the same for every layer, batch and call. HF recomputes it in float32 on the device
@@ -110,7 +110,7 @@ impl RelativeTableCache {
 mod tests {
     use super::*;
 
-    /// DESIGN 3.3's hand-derived values for 256 buckets, max position 512.
+    /// Values derived by hand from the log-bucket formula for 256 buckets, max position 512.
     #[test]
     fn bucket_hand_values() {
         let b = |r| log_bucket(r, 256, 512);

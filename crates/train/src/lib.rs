@@ -1,4 +1,4 @@
-//! DeBERTaV3 pre-training (DESIGN section 4): the official masking rule, AdamW as the official
+//! DeBERTaV3 pre-training (docs/pretraining.md): the official masking rule, AdamW as the official
 //! code runs it, and one replaced-token-detection step with each embedding-sharing variant the
 //! paper compares (GDES, ES, NES).
 

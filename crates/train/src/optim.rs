@@ -26,7 +26,8 @@ pub struct AdamWConfig {
 }
 
 impl Default for AdamWConfig {
-    /// DESIGN section 4: betas (0.9, 0.999), eps 1e-6, decay 0.01, clip 1.0, no bias correction.
+    /// The official pre-training recipe (docs/pretraining.md): betas (0.9, 0.999), eps 1e-6, decay
+    /// 0.01, clip 1.0, no bias correction.
     fn default() -> Self {
         AdamWConfig {
             beta1: 0.9,

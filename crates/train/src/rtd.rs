@@ -1,4 +1,4 @@
-//! One ELECTRA-style step (DESIGN section 4): the generator (EMD head) fills masked positions,
+//! One ELECTRA-style step (docs/pretraining.md): the generator (EMD head) fills masked positions,
 //! replacements are sampled from its softmax, the discriminator (RTD head) learns which tokens
 //! were replaced. The three embedding-sharing variants differ only in the discriminator's
 //! token embedding:

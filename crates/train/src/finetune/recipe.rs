@@ -1,13 +1,13 @@
-//! Per-task defaults. The GLUE ones are the official DeBERTaV3-large scripts' (DESIGN section 5);
+//! Per-task defaults. The GLUE ones are the official DeBERTaV3-large scripts';
 //! every flag overrides them. They were tuned for a 434M-parameter model: a small model usually
 //! wants a larger learning rate (e.g. 1e-4 to 1e-3 for `tiny`).
 //!
-//! Not in DESIGN, chosen here (and so documented): warmup for CoLA and STS-B (100 steps) and
-//! QNLI and QQP (500), which DESIGN leaves out; SWAG 3 epochs, 1e-5, batch 32, 10% warmup,
+//! Not in those scripts, chosen here (and so documented): warmup for CoLA and STS-B (100 steps) and
+//! QNLI and QQP (500), which the scripts leave out; SWAG 3 epochs, 1e-5, batch 32, 10% warmup,
 //! length 128 (HF `run_swag`'s shape with DeBERTa's small rates); SQuAD 3 epochs, 1e-5, batch 32,
 //! 10% warmup, length 384 / stride 128 (HF `run_qa`'s windows); CoNLL-2003 5 epochs, 2e-5,
 //! batch 16, 10% warmup, length 256; XNLI is MNLI's recipe (one trains on MNLI); generic
-//! CSV/JSONL 3 epochs, 2e-5, batch 32, 10% warmup, length 128. Where DESIGN gives no classifier
+//! CSV/JSONL 3 epochs, 2e-5, batch 32, 10% warmup, length 128. Where the scripts give no classifier
 //! dropout the model config's applies (`cls_dropout`, else `hidden_dropout_prob`).
 
 use super::task::Task;

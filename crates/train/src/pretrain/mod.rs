@@ -1,4 +1,4 @@
-//! The pre-training run (DESIGN section 4): batches of corpus lines are masked by the official
+//! The pre-training run (docs/pretraining.md): batches of corpus lines are masked by the official
 //! rule, then one RTD step (generator, then discriminator) or one MLM step is taken, and the
 //! whole state can be checkpointed and resumed bit-identically.
 //!
