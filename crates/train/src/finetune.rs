@@ -24,7 +24,7 @@ pub mod llrd;
 pub mod recipe;
 pub mod task;
 
-use crate::metrics::MetricsLog;
+use crate::metrics::{json_number, MetricsLog};
 use crate::optim::{learning_rate, AdamW, AdamWConfig};
 use batching::{class_targets, eval_batches, pad, score_targets, span_targets, token_targets, train_batches};
 use burn::module::AutodiffModule;
@@ -402,14 +402,6 @@ pub struct Summary {
 /// Flattened metrics of several dev files: `{set}/{metric}`.
 pub fn flat_metrics(evals: &[(String, Evaluation)]) -> Vec<(String, f64)> {
     evals.iter().flat_map(|(set, e)| e.metrics.iter().map(move |(k, v)| (format!("{set}/{k}"), *v))).collect()
-}
-
-fn json_number(v: f64) -> Value {
-    if v.is_finite() {
-        json!(v)
-    } else {
-        Value::Null
-    }
 }
 
 /// The best evaluation so far: its main metric, when, and all its metrics.

@@ -8,6 +8,15 @@ use std::path::{Path, PathBuf};
 /// Bitstream Vera licence: assets/fonts/LICENSE-DejaVu.txt).
 const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSansMono.ttf");
 
+/// A metric as a JSON number, or `null` when it is NaN or infinite (JSON has no such numbers).
+pub fn json_number(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
 pub struct MetricsLog {
     path: PathBuf,
     file: std::fs::File,

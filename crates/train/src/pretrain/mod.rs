@@ -10,9 +10,10 @@
 pub mod run;
 
 use crate::masking::{mask_row, MaskingConfig};
+use crate::metrics::json_number;
 use crate::optim::{warmup_linear, AdamW, AdamWConfig};
 use crate::rtd::{
-    generator_word_embedding, merged_embedding, mlm_loss, replace, Discriminator, EmbeddingSharing,
+    generator_word_embedding, merged_embedding, mlm_loss, replace, rtd_loss, Discriminator, EmbeddingSharing,
     MaskedBatch, RtdTrainer, StepStats,
 };
 use crate::state::{load_module_tensors, module_tensors, param_paths};
@@ -145,7 +146,7 @@ pub struct EvalReport {
 impl EvalReport {
     /// The `metrics.jsonl` record (non-finite values as `null`).
     pub fn to_json(&self) -> serde_json::Value {
-        let finite = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
+        let finite = json_number;
         serde_json::json!({
             "step": self.step,
             "eval_mlm_loss": finite(self.mlm_loss),
@@ -161,7 +162,7 @@ impl EvalReport {
 impl StepReport {
     /// The step's record as `metrics.jsonl` holds it (non-finite values as `null`).
     pub fn to_json(&self) -> serde_json::Value {
-        let finite = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
+        let finite = json_number;
         serde_json::json!({
             "step": self.step,
             "lr": self.lr,
@@ -273,7 +274,8 @@ impl<B: AutodiffBackend> Pretrainer<B> {
         let generator = self.generator.valid();
         let discriminator = self.discriminator.as_ref().map(|d| d.valid());
         let sharing = self.settings.sharing;
-        let (mut mlm_sum, mut picks, mut correct, mut replaced) = (0f64, 0usize, 0usize, 0usize);
+        let (mut mlm_sum, mut rtd_sum, mut picks, mut correct, mut replaced) =
+            (0f64, 0f64, 0usize, 0usize, 0usize);
         let (mut scores, mut targets) = (Vec::new(), Vec::new());
         for (i, chunk) in rows.chunks(batch_size.max(1)).enumerate() {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.settings.seed ^ EVAL_SALT);
@@ -293,13 +295,18 @@ impl<B: AutodiffBackend> Pretrainer<B> {
             let uniforms: Vec<f32> = (0..n).map(|_| rng.random()).collect();
             let (batch, t) = replace(logits, &masked, &uniforms);
             let x = d.logits(d.embedding(generator_word_embedding(&generator), sharing), &batch);
+            // The training loss's own function (lambda x mean BCE over real tokens), weighted by
+            // the batch's real tokens so the total is the mean over all of them.
+            let loss = rtd_loss(x.clone(), t.clone(), &batch.attention_mask, self.settings.rtd_lambda);
             let x: Vec<f32> = x.into_data().convert::<f32>().into_vec().expect("floats");
             let t: Vec<f32> = t.into_data().convert::<f32>().into_vec().expect("floats");
             let m: Vec<i64> = batch.attention_mask.into_data().convert::<i64>().into_vec().expect("ints");
+            let before = scores.len();
             for k in (0..x.len()).filter(|&k| m[k] > 0) {
                 scores.push(x[k] as f64);
                 targets.push(t[k] > 0.5);
             }
+            rtd_sum += loss.into_scalar().elem::<f64>() * (scores.len() - before) as f64;
             replaced += masked.picks.iter().filter(|&&k| t[k] > 0.5).count();
         }
         let nan = f64::NAN;
@@ -313,14 +320,7 @@ impl<B: AutodiffBackend> Pretrainer<B> {
             replaced_fraction: nan,
         };
         if !scores.is_empty() {
-            // BCE with logits, stably: max(x, 0) - x t + ln(1 + e^-|x|); scaled by lambda like
-            // the training loss so the two curves share an axis.
-            let bce: f64 = scores
-                .iter()
-                .zip(&targets)
-                .map(|(&x, &t)| x.max(0.0) - if t { x } else { 0.0 } + (-x.abs()).exp().ln_1p())
-                .sum();
-            report.rtd_loss = self.settings.rtd_lambda * bce / scores.len() as f64;
+            report.rtd_loss = rtd_sum / scores.len() as f64;
             report.rtd_accuracy = scores.iter().zip(&targets).filter(|(&x, &t)| (x > 0.0) == t).count()
                 as f64
                 / scores.len() as f64;
