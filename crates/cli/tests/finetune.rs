@@ -10,44 +10,16 @@
 //! - malformed data, wrong label counts and missing heads are errors naming the file (and line),
 //!   never panics.
 
+mod common;
+
+use common::{fails, fixture, ok, scratch};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-fn deberta(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_deberta")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let (ok, stdout, stderr) = deberta(args);
-    assert!(ok, "deberta {}\n{stderr}", args.join(" "));
-    stdout
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture(rel: &str) -> String {
-    repo().join("fixtures").join(rel).to_str().unwrap().to_string()
-}
-
 fn tmp(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("finetune").join(name);
-    if dir.is_dir() {
-        std::fs::remove_dir_all(&dir).unwrap();
-    } else if dir.exists() {
-        std::fs::remove_file(&dir).unwrap();
-    }
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    dir
+    scratch("finetune", name)
 }
 
 /// A random tiny DeBERTa-v3 (2 layers, hidden 128) with the DeBERTa-style test tokenizer.
@@ -307,15 +279,6 @@ fn gradient_accumulation_equals_one_large_batch() {
     let diff = max_diff(&accumulated, &whole);
     eprintln!("CoNLL: accumulated vs whole batch, max |diff| {diff:e}");
     assert!(diff < 1e-5, "NER accumulated vs whole batch: {diff}");
-}
-
-fn fails(args: &[&str], expect: &[&str]) {
-    let (ok, _, stderr) = deberta(args);
-    assert!(!ok, "deberta {} succeeded", args.join(" "));
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    for e in expect {
-        assert!(stderr.contains(e), "expected {e:?} in:\n{stderr}");
-    }
 }
 
 #[test]

@@ -2,26 +2,14 @@
 //! uninterrupted run, a non-finite loss stops the run keeping the last good checkpoint, every
 //! objective/sharing variant runs and exports, and bad input gets a clear error.
 
+mod common;
+
+use common::{deberta, repo, scratch};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn deberta(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_deberta")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A fresh directory for one test, with a 300-line corpus and a small discriminator config.
 fn workspace(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pretrain").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("pretrain", name);
     std::fs::create_dir_all(&dir).unwrap();
     let text = std::fs::read_to_string(repo().join("assets/corpus/text/moby-dick.txt")).unwrap();
     let lines: Vec<&str> = text.lines().take(300).collect();
