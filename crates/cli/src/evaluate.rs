@@ -3,7 +3,8 @@
 //! next to the model, the evaluation repeats training's exactly (same inputs, same batches).
 
 use crate::backend::parse_device;
-use crate::finetune::{check_length, check_vocab, load_data, set_name, tokenizer, TaskFlags};
+use crate::finetune::{check_length, load_data, set_name, TaskFlags};
+use crate::vocab::{check_vocab, tokenizer};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -63,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let tok = tokenizer(args.flags.tokenizer.as_deref(), &args.model)?;
     let config = read_config(&args.model)?;
-    check_vocab(&config, &tok, &args.model)?;
+    check_vocab(&config, &tok, args.model.display())?;
     let r = recipe(&task);
     let options = FeatureOptions {
         max_length: args.max_length.or(card.as_ref().map(|c| c.features.max_length)).unwrap_or(r.max_length),

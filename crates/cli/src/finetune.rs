@@ -1,8 +1,9 @@
 //! `deberta finetune`: train a task head (and the encoder under it) on a downstream task, keeping
-//! the best epoch's model as an HF directory in `OUT/best`. Also the pieces `evaluate` and
-//! `predict` share: task flags, tokenizer lookup, label lists, data loading.
+//! the best epoch's model as an HF directory in `OUT/best`. Also the pieces `evaluate` shares:
+//! task flags, length checks, data loading.
 
 use crate::backend::parse_device;
+use crate::vocab::{check_vocab, tokenizer, tokenizer_files};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
@@ -63,57 +64,6 @@ impl TaskFlags {
         let generic = from_flags.or_else(|| card.and_then(|c| c.generic.clone()));
         Ok(Task::parse(&self.task, generic, self.language.clone())?)
     }
-}
-
-/// The tokenizer: `--tokenizer`, else the model directory's.
-pub fn tokenizer(flag: Option<&Path>, model: &Path) -> Result<DebertaTokenizer> {
-    let path = flag.unwrap_or(model);
-    DebertaTokenizer::from_path(path).with_context(|| {
-        if flag.is_none() {
-            format!("no tokenizer in {} (pass --tokenizer spm.model)", model.display())
-        } else {
-            format!("loading the tokenizer {}", path.display())
-        }
-    })
-}
-
-/// The tokenizer's files, to ship with a fine-tuned model: the model file as `spm.model` (or
-/// `tokenizer.json`) and `tokenizer_config.json` (copied when next to it, else written).
-pub fn tokenizer_files(tok: &DebertaTokenizer) -> Result<Vec<(String, Vec<u8>)>> {
-    let source = tok.source();
-    let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
-    let name = if source.extension().is_some_and(|e| e == "json") { "tokenizer.json" } else { "spm.model" };
-    let mut files = vec![(name.to_string(), bytes)];
-    let config = source.with_file_name("tokenizer_config.json");
-    let config_bytes = match std::fs::read(&config) {
-        Ok(b) => b,
-        Err(_) => {
-            let json = serde_json::json!({
-                "tokenizer_class": "DebertaV2Tokenizer",
-                "do_lower_case": tok.do_lower_case,
-                "split_by_punct": tok.split_by_punct,
-                "bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]",
-                "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
-            });
-            (serde_json::to_string_pretty(&json)? + "\n").into_bytes()
-        }
-    };
-    files.push(("tokenizer_config.json".into(), config_bytes));
-    Ok(files)
-}
-
-/// Fails unless every token id fits the model's embedding.
-pub fn check_vocab(config: &DebertaConfig, tok: &DebertaTokenizer, model: &Path) -> Result<()> {
-    if tok.vocab_size() > config.vocab_size {
-        bail!(
-            "{}: vocab_size {} is smaller than the tokenizer's {} ids ({}): wrong --tokenizer?",
-            model.display(),
-            config.vocab_size,
-            tok.vocab_size(),
-            tok.source().display()
-        );
-    }
-    Ok(())
 }
 
 /// Fails when `max_length` is past what the model accepts (absolute position tables).
@@ -262,7 +212,7 @@ pub fn run(args: Args) -> Result<()> {
     let r = recipe(&task);
     let tok = tokenizer(args.flags.tokenizer.as_deref(), &args.model)?;
     let model_config = read_config(&args.model)?;
-    check_vocab(&model_config, &tok, &args.model)?;
+    check_vocab(&model_config, &tok, args.model.display())?;
     let max_length = args.max_length.unwrap_or(r.max_length);
     check_length(&model_config, &task, max_length)?;
     let options = FeatureOptions { max_length, doc_stride: args.doc_stride };

@@ -13,6 +13,7 @@ mod predict;
 mod pretrain;
 mod tokenize;
 mod train_tokenizer;
+mod vocab;
 
 use clap::{Parser, Subcommand};
 

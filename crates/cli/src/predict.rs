@@ -12,7 +12,7 @@
 //!   "null_score_diff"}` (`""` for no answer; character offsets in the context).
 
 use crate::backend::parse_device;
-use crate::finetune::{check_vocab, tokenizer};
+use crate::vocab::{check_vocab, tokenizer};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
     let tok = tokenizer(args.tokenizer.as_deref(), &args.model)?;
     let card = TaskCard::read(&args.model)?;
     let config = deberta_io::read_config(&args.model)?;
-    check_vocab(&config, &tok, &args.model)?;
+    check_vocab(&config, &tok, args.model.display())?;
     let lines = read_lines(&args.input)?;
     let max_length = args.max_length.or(card.as_ref().map(|c| c.features.max_length)).unwrap_or(512);
     let results = with_backend!(args.device, |B, device| predict_on::<B>(

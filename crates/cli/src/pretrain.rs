@@ -3,6 +3,7 @@
 
 use crate::backend::{asset, parse_device};
 use crate::init::config_json;
+use crate::vocab::check_vocab;
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
@@ -196,18 +197,6 @@ fn parse_sharing(s: &str) -> EmbeddingSharing {
     }
 }
 
-fn check_vocab(config: &DebertaConfig, tok: &DebertaTokenizer, what: &str) -> Result<()> {
-    if config.vocab_size < tok.vocab_size() {
-        bail!(
-            "{what}: vocab_size {} is smaller than the tokenizer's {} ids ({})",
-            config.vocab_size,
-            tok.vocab_size(),
-            tok.source().display()
-        );
-    }
-    Ok(())
-}
-
 /// A fresh run, or one started from `--init-from`.
 fn new_run<B: AutodiffBackend>(
     args: &Args,
@@ -220,7 +209,7 @@ fn new_run<B: AutodiffBackend>(
             Pretrainer::<B>::from_pretrained(settings, dir, args.generator_layers, device, |p, n| {
                 tracing::info!("{}: initialised {n}", p.display())
             })?;
-        check_vocab(&config, tok, &dir.display().to_string())?;
+        check_vocab(&config, tok, dir.display())?;
         return Ok(run);
     }
     let mut json = config_json(Some(args.preset.as_deref().unwrap_or("tiny")), None)?;
@@ -231,7 +220,9 @@ fn new_run<B: AutodiffBackend>(
     }
     let serde_json::Value::Object(map) = json else { bail!("the config is not a JSON object") };
     let disc = DebertaConfig::from_map(map)?;
-    check_vocab(&disc, tok, "the config")?;
+    if let Some(path) = &args.config {
+        check_vocab(&disc, tok, path.display())?;
+    }
     Ok(Pretrainer::from_config(settings, disc, args.generator_layers, device)?)
 }
 

@@ -199,6 +199,30 @@ struct TokenizerConfig {
     split_by_punct: bool,
 }
 
+/// The file a model directory keeps the tokenizer's options in (HF's name).
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
+/// The `tokenizer_config.json` that makes HF's `AutoTokenizer` load a directory's `spm.model` as
+/// a `DebertaV2Tokenizer` with these text options (the special tokens are DeBERTa-v3's). Every
+/// directory this project writes gets its config from here, so they all load alike in HF and in
+/// [`DebertaTokenizer::from_path`].
+pub fn tokenizer_config_json(do_lower_case: bool, split_by_punct: bool) -> String {
+    let json = serde_json::json!({
+        "tokenizer_class": "DebertaV2Tokenizer",
+        "vocab_type": "spm",
+        "do_lower_case": do_lower_case,
+        "split_by_punct": split_by_punct,
+        "bos_token": "[CLS]",
+        "eos_token": "[SEP]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "unk_token": "[UNK]",
+        "pad_token": "[PAD]",
+        "mask_token": "[MASK]",
+    });
+    serde_json::to_string_pretty(&json).expect("a JSON literal serialises") + "\n"
+}
+
 fn read_config(path: &Path) -> Result<TokenizerConfig> {
     let bytes = read(path)?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
@@ -216,7 +240,7 @@ impl DebertaTokenizer {
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if path.is_dir() {
-            let config = path.join("tokenizer_config.json");
+            let config = path.join(TOKENIZER_CONFIG);
             let config = if config.is_file() { read_config(&config)? } else { TokenizerConfig::default() };
             let mut tok = if path.join("spm.model").is_file() {
                 Self::from_spm_file(&path.join("spm.model"))?
@@ -294,6 +318,10 @@ impl DebertaTokenizer {
         })
     }
 
+    /// The `tokenizer_config.json` that carries this tokenizer's text options.
+    pub fn tokenizer_config_json(&self) -> String {
+        tokenizer_config_json(self.do_lower_case, self.split_by_punct)
+    }
     /// The file the tokenizer was loaded from.
     pub fn source(&self) -> &Path {
         &self.source

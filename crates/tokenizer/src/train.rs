@@ -235,21 +235,8 @@ pub fn write_tokenizer_files(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let model = dir.join("spm.model");
     std::fs::write(&model, spm_model).map_err(io(&model))?;
-    let config = dir.join("tokenizer_config.json");
-    let json = serde_json::json!({
-        "tokenizer_class": "DebertaV2Tokenizer",
-        "do_lower_case": false,
-        "split_by_punct": false,
-        "vocab_type": "spm",
-        "bos_token": "[CLS]",
-        "eos_token": "[SEP]",
-        "cls_token": "[CLS]",
-        "sep_token": "[SEP]",
-        "unk_token": "[UNK]",
-        "pad_token": "[PAD]",
-        "mask_token": "[MASK]",
-    });
-    std::fs::write(&config, serde_json::to_string_pretty(&json).unwrap() + "\n").map_err(io(&config))?;
+    let config = dir.join(crate::TOKENIZER_CONFIG);
+    std::fs::write(&config, crate::tokenizer_config_json(false, false)).map_err(io(&config))?;
     Ok(model)
 }
 

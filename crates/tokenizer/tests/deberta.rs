@@ -172,6 +172,17 @@ fn model_directory_with_config() {
     assert_eq!(got, want);
     let toks = t.tokenize("Hello, World!");
     assert_eq!(toks.last().unwrap().end, 13);
+    // The config we write carries the options back, and names the class HF loads.
+    let config = t.tokenizer_config_json();
+    let v: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        (v["tokenizer_class"].as_str(), v["vocab_type"].as_str()),
+        (Some("DebertaV2Tokenizer"), Some("spm"))
+    );
+    assert_eq!((v["mask_token"].as_str(), v["pad_token"].as_str()), (Some("[MASK]"), Some("[PAD]")));
+    std::fs::write(dir.join("tokenizer_config.json"), config).unwrap();
+    let again = DebertaTokenizer::from_path(&dir).unwrap();
+    assert!(again.do_lower_case && again.split_by_punct);
     std::fs::remove_dir_all(&dir).unwrap();
     // Errors name the file.
     let err = DebertaTokenizer::from_path(fixtures().join("texts.jsonl")).err().unwrap().to_string();
