@@ -34,6 +34,7 @@ pub enum Device {
     Cuda(usize),
 }
 
+/// `--device`: a value parser rather than a fixed list, since `cuda:N` carries an index.
 pub fn parse_device(s: &str) -> Result<Device> {
     match s {
         "cpu" => Ok(Device::Cpu),
@@ -53,21 +54,15 @@ pub fn parse_device(s: &str) -> Result<Device> {
 }
 
 /// `--dtype` of `forward` and `bench` (inference only; training is always f32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Dtype {
     F32,
-    /// Every float tensor in bf16: weights (cast after loading), activations, matmul inputs and
-    /// outputs, softmax, LayerNorm, GELU. burn 0.21 has no autocast, so nothing stays f32; inside
-    /// a kernel the backend chooses (CubeCL's matmul accumulates bf16 operands in f32).
+    /// Every float tensor in bf16 (burn 0.21 has no autocast; kernels may accumulate in f32).
+    //
+    // Weights (cast after loading), activations, matmul inputs and outputs, softmax, LayerNorm,
+    // GELU: nothing stays f32; inside a kernel the backend chooses (CubeCL's matmul accumulates
+    // bf16 operands in f32).
     Bf16,
-}
-
-pub fn parse_dtype(s: &str) -> Result<Dtype> {
-    match s {
-        "f32" => Ok(Dtype::F32),
-        "bf16" => Ok(Dtype::Bf16),
-        _ => bail!("--dtype {s:?}: expected f32 or bf16"),
-    }
 }
 
 /// Makes `dtype` the default float type of `device`, so that the tensors the forward creates

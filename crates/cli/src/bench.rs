@@ -2,19 +2,20 @@
 //! after warm-up) and the process's peak RSS. Compare with `scripts/bench_pytorch.py` on the same
 //! machine in the same session; never assert wall-clock in tests.
 
-use crate::backend::{cast_module, init_dtype, parse_device, parse_dtype, Dtype};
+use crate::backend::{cast_module, init_dtype, Dtype};
+use crate::flags::{preset_parser, Inference};
+use crate::init::config_json;
 use crate::with_backend;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use deberta_model::config::{preset_json, PRESETS};
 use deberta_model::{Batch, DebertaConfig, DebertaModel, Head};
 use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model shape: tiny, xsmall, small, base, large.
-    #[arg(long, default_value = "base")]
+    /// Model shape.
+    #[arg(long, default_value = "base", value_parser = preset_parser())]
     preset: String,
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -25,9 +26,6 @@ pub struct Args {
     runs: usize,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// Time one full RTD training step (generator and discriminator forward, backward, AdamW;
     /// GDES; the generator half as deep) instead of inference.
     #[arg(long)]
@@ -39,32 +37,30 @@ pub struct Args {
     /// AdamW), to measure what they gain.
     #[arg(long)]
     no_fused: bool,
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: crate::backend::Device,
-    /// Inference only: f32 or bf16 (all weights and activations).
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    dtype: Dtype,
+    // --dtype applies to inference only (see `run`).
+    #[command(flatten)]
+    inference: Inference,
 }
 
 pub fn run(args: Args) -> Result<()> {
     if args.runs == 0 || args.batch == 0 || args.seq_len == 0 {
         bail!("--runs, --batch and --seq-len must be positive");
     }
-    crate::backend::set_threads(args.threads)?;
+    args.inference.runtime.start()?;
     deberta_model::fast::set_enabled(!args.no_fused);
-    let json = preset_json(&args.preset)
-        .with_context(|| format!("unknown preset {:?} (one of {})", args.preset, PRESETS.join(", ")))?;
-    let serde_json::Value::Object(map) = json else { unreachable!("presets are objects") };
+    let serde_json::Value::Object(map) = config_json(Some(&args.preset), None)? else {
+        unreachable!("presets are objects")
+    };
     let config = DebertaConfig::from_map(map)?;
     if args.train {
-        if args.dtype != Dtype::F32 {
+        if args.inference.dtype != Dtype::F32 {
             bail!("--train runs in f32 (burn 0.21 has no mixed-precision training); drop --dtype");
         }
-        return with_backend!(args.device, |B, device| bench_train::<burn::backend::Autodiff<B>>(
-            &args, &config, &device
-        ));
+        return with_backend!(args.inference.runtime.device, |B, device| bench_train::<
+            burn::backend::Autodiff<B>,
+        >(&args, &config, &device));
     }
-    with_backend!(args.device, |B, device| bench_inference::<B>(&args, &config, &device))
+    with_backend!(args.inference.runtime.device, |B, device| bench_inference::<B>(&args, &config, &device))
 }
 
 /// Median seconds of `runs` calls after `warmup` calls.
@@ -99,8 +95,8 @@ fn report(args: &Args, mode: &str, median: f64) {
             serde_json::json!({
                 "mode": mode, "preset": args.preset, "batch": b, "seq_len": l,
                 "median_seconds": median, "tokens_per_second": tokens_per_second,
-                "peak_rss_bytes": peak, "runs": args.runs, "dtype": format!("{:?}", args.dtype).to_lowercase(),
-                "device": format!("{:?}", args.device).to_lowercase(),
+                "peak_rss_bytes": peak, "runs": args.runs, "dtype": format!("{:?}", args.inference.dtype).to_lowercase(),
+                "device": format!("{:?}", args.inference.runtime.device).to_lowercase(),
             })
         );
     }
@@ -157,9 +153,9 @@ fn bench_train<B: AutodiffBackend>(args: &Args, config: &DebertaConfig, device: 
 }
 
 fn bench_inference<B: Backend>(args: &Args, config: &DebertaConfig, device: &B::Device) -> Result<()> {
-    init_dtype::<B>(device, args.dtype)?;
+    init_dtype::<B>(device, args.inference.dtype)?;
     B::seed(device, 0);
-    let model = cast_module(DebertaModel::<B>::new(config, Head::Base, device), args.dtype);
+    let model = cast_module(DebertaModel::<B>::new(config, Head::Base, device), args.inference.dtype);
     let (b, l) = (args.batch, args.seq_len);
     let ids: Vec<i64> = (0..b * l).map(|k| (4 + (k * 7919) % (config.vocab_size - 4)) as i64).collect();
     let batch = Batch {

@@ -1,4 +1,4 @@
-use crate::forward::parse_head;
+use crate::flags::HeadArg;
 use anyhow::{Context, Result};
 use deberta_io::{load_model, save_model, LoadOptions};
 use deberta_model::Head;
@@ -12,15 +12,16 @@ pub struct Args {
     /// Directory to write config.json + model.safetensors to.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_parser = parse_head)]
-    head: Option<Head>,
+    /// The head to load (default: the config's `architectures`).
+    #[arg(long, value_enum)]
+    head: Option<HeadArg>,
     #[arg(long)]
     init_missing_head: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     type B = crate::backend::Cpu;
-    let options = LoadOptions { head: args.head, init_missing_head: args.init_missing_head };
+    let options = LoadOptions { head: args.head.map(Head::from), init_missing_head: args.init_missing_head };
     let loaded = load_model::<B>(&args.model, &options, &Default::default()).context("loading the model")?;
     for name in &loaded.ignored {
         tracing::info!("not carried over: {name}");

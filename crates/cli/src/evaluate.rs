@@ -2,8 +2,8 @@
 //! official metrics, and write its predictions. With the `finetune.json` that `finetune` saves
 //! next to the model, the evaluation repeats training's exactly (same inputs, same batches).
 
-use crate::backend::parse_device;
-use crate::finetune::{check_length, load_data, set_name, TaskFlags};
+use crate::finetune::{check_length, load_data, set_name, AnswerFlags, FeatureFlags, TaskFlags};
+use crate::flags::Runtime;
 use crate::vocab::{check_vocab, tokenizer};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
@@ -11,7 +11,7 @@ use burn::prelude::*;
 use deberta_io::{load_model, read_config, LoadOptions};
 use deberta_model::Head;
 use deberta_train::finetune::recipe::recipe;
-use deberta_train::finetune::task::{FeatureOptions, Task, TaskData};
+use deberta_train::finetune::task::{Task, TaskData};
 use deberta_train::finetune::{
     flat_metrics, labels_of, predict_outputs, predictions_jsonl, AnswerCard, TaskCard,
 };
@@ -31,30 +31,19 @@ pub struct Args {
     /// Where predictions_{set}.jsonl go (default: the model directory).
     #[arg(long)]
     predictions_dir: Option<PathBuf>,
-    /// Tokens per input (default: the model's finetune.json, else the task's recipe).
-    #[arg(long)]
-    max_length: Option<usize>,
-    /// SQuAD window overlap (default: finetune.json's, else 128).
-    #[arg(long)]
-    doc_stride: Option<usize>,
+    #[command(flatten)]
+    features: FeatureFlags,
     /// Examples per forward (default: finetune.json's, else 64).
     #[arg(long)]
     eval_batch_size: Option<usize>,
-    /// SQuAD decoding overrides (default: finetune.json's, else 20 / 30 / 0).
-    #[arg(long)]
-    n_best: Option<usize>,
-    #[arg(long)]
-    max_answer_length: Option<usize>,
-    #[arg(long)]
-    null_threshold: Option<f64>,
-    #[arg(long)]
-    threads: Option<usize>,
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: crate::backend::Device,
+    #[command(flatten)]
+    answer: AnswerFlags,
+    #[command(flatten)]
+    runtime: Runtime,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::backend::set_threads(args.threads)?;
+    args.runtime.start()?;
     let card = TaskCard::read(&args.model)?;
     let task = args.flags.task(card.as_ref())?;
     if let Some(c) = &card {
@@ -66,11 +55,8 @@ pub fn run(args: Args) -> Result<()> {
     let config = read_config(&args.model)?;
     check_vocab(&config, &tok, args.model.display())?;
     let r = recipe(&task);
-    let options = FeatureOptions {
-        max_length: args.max_length.or(card.as_ref().map(|c| c.features.max_length)).unwrap_or(r.max_length),
-        doc_stride: args.doc_stride.or(card.as_ref().map(|c| c.features.doc_stride)).unwrap_or(128),
-    };
-    check_length(&config, &task, options.max_length)?;
+    let options = args.features.resolve(card.as_ref().map(|c| &c.features), r.max_length);
+    check_length(&config, &task, &options)?;
     // The labels the model was fine-tuned with when it was on this task, else the task's own,
     // else (generic data, a model from elsewhere) the model's id2label.
     let labels = if !args.flags.labels.is_empty() {
@@ -83,12 +69,7 @@ pub fn run(args: Args) -> Result<()> {
             None => labels_of(&config),
         }
     };
-    let mut answer = card.as_ref().map(|c| c.answer.clone()).unwrap_or_default();
-    answer = AnswerCard {
-        n_best: args.n_best.unwrap_or(answer.n_best),
-        max_answer_length: args.max_answer_length.unwrap_or(answer.max_answer_length),
-        null_threshold: args.null_threshold.unwrap_or(answer.null_threshold),
-    };
+    let answer = args.answer.resolve(card.as_ref().map(|c| &c.answer));
     let batch = args.eval_batch_size.or(card.as_ref().map(|c| c.eval_batch_size)).unwrap_or(64);
     let sets = task
         .dev_files(&args.data)?
@@ -108,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let pad_id = tok.pad_id();
-    let evals = with_backend!(args.device, |B, device| evaluate_on::<B>(
+    let evals = with_backend!(args.runtime.device, |B, device| evaluate_on::<B>(
         &args, &task, &sets, &answer, batch, pad_id, &device
     ))?;
     let dir = args.predictions_dir.clone().unwrap_or_else(|| args.model.clone());

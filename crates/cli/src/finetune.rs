@@ -2,7 +2,7 @@
 //! the best epoch's model as an HF directory in `OUT/best`. Also the pieces `evaluate` shares:
 //! task flags, length checks, data loading.
 
-use crate::backend::parse_device;
+use crate::flags::Runtime;
 use crate::vocab::{check_vocab, tokenizer, tokenizer_files};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
@@ -23,10 +23,9 @@ use std::path::{Path, PathBuf};
 /// Flags that say what the data is (shared by finetune and evaluate).
 #[derive(clap::Args, Clone, Debug)]
 pub struct TaskFlags {
-    /// cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, xnli, swag, squad (2.0), squad1 (1.1), conll,
-    /// classification or regression (CSV/TSV/JSONL with the column flags below).
-    #[arg(long)]
-    pub task: String,
+    /// The task (any case).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub task: TaskName,
     /// classification/regression: the text column (CSV/TSV header name or JSON key).
     #[arg(long)]
     pub text_column: Option<String>,
@@ -48,6 +47,98 @@ pub struct TaskFlags {
     pub tokenizer: Option<PathBuf>,
 }
 
+/// `--task`: each value is a name [`Task::parse`] reads, which builds the task from it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TaskName {
+    Cola,
+    #[value(alias = "sst-2")]
+    Sst2,
+    Mrpc,
+    #[value(alias = "sts-b")]
+    Stsb,
+    Qqp,
+    Mnli,
+    Qnli,
+    Rte,
+    /// Zero-shot cross-lingual NLI (evaluation only; see --language).
+    Xnli,
+    Swag,
+    /// SQuAD 2.0.
+    #[value(aliases = ["squad2", "squad-v2"])]
+    Squad,
+    /// SQuAD 1.1.
+    #[value(alias = "squad-v1")]
+    Squad1,
+    /// CoNLL-2003 named entities.
+    #[value(aliases = ["conll2003", "ner"])]
+    Conll,
+    /// CSV/TSV/JSONL classes, with the column flags below.
+    #[value(aliases = ["csv", "jsonl"])]
+    Classification,
+    /// CSV/TSV/JSONL scores, with the column flags below.
+    Regression,
+}
+
+impl TaskName {
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).expect("no variant is skipped").get_name().to_string()
+    }
+}
+
+/// Feature flags; unset, they come from the model's `finetune.json` (evaluate), else the
+/// task's recipe.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FeatureFlags {
+    /// Tokens per input, longer ones are truncated (default: the model's finetune.json when
+    /// evaluating, else the task's recipe).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// SQuAD: context tokens shared by consecutive windows (default: the model's finetune.json
+    /// when evaluating, else 128).
+    #[arg(long)]
+    pub doc_stride: Option<usize>,
+}
+
+impl FeatureFlags {
+    /// The flags over `saved` (a model's `finetune.json`), over the defaults.
+    pub fn resolve(&self, saved: Option<&FeatureOptions>, recipe_max_length: usize) -> FeatureOptions {
+        FeatureOptions {
+            max_length: self.max_length.or(saved.map(|f| f.max_length)).unwrap_or(recipe_max_length),
+            doc_stride: self.doc_stride.or(saved.map(|f| f.doc_stride)).unwrap_or(128),
+        }
+    }
+}
+
+/// SQuAD answer decoding; unset, they come from the model's `finetune.json` (evaluate), else the
+/// defaults.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AnswerFlags {
+    /// SQuAD decoding: best starts/ends considered (default: finetune.json's when evaluating,
+    /// else 20).
+    #[arg(long)]
+    pub n_best: Option<usize>,
+    /// SQuAD decoding: longest answer, in tokens (default: finetune.json's when evaluating, else
+    /// 30).
+    #[arg(long)]
+    pub max_answer_length: Option<usize>,
+    /// SQuAD 2.0: predict no answer when null score - best span score exceeds this (default:
+    /// finetune.json's when evaluating, else 0).
+    #[arg(long)]
+    pub null_threshold: Option<f64>,
+}
+
+impl AnswerFlags {
+    /// The flags over `saved` (a model's `finetune.json`), over the defaults.
+    pub fn resolve(&self, saved: Option<&AnswerCard>) -> AnswerCard {
+        let base = saved.cloned().unwrap_or_default();
+        AnswerCard {
+            n_best: self.n_best.unwrap_or(base.n_best),
+            max_answer_length: self.max_answer_length.unwrap_or(base.max_answer_length),
+            null_threshold: self.null_threshold.unwrap_or(base.null_threshold),
+        }
+    }
+}
+
 impl TaskFlags {
     /// The task; `card` supplies the columns of a generic task the flags leave out.
     pub fn task(&self, card: Option<&TaskCard>) -> Result<Task> {
@@ -62,12 +153,14 @@ impl TaskFlags {
             _ => bail!("give both --text-column and --label-column (and optionally --text-pair-column)"),
         };
         let generic = from_flags.or_else(|| card.and_then(|c| c.generic.clone()));
-        Ok(Task::parse(&self.task, generic, self.language.clone())?)
+        Ok(Task::parse(&self.task.name(), generic, self.language.clone())?)
     }
 }
 
-/// Fails when `max_length` is past what the model accepts (absolute position tables).
-pub fn check_length(config: &DebertaConfig, task: &Task, max_length: usize) -> Result<()> {
+/// Fails when `--max-length` is too short or past what the model accepts (absolute position
+/// tables), or when SQuAD windows would not advance.
+pub fn check_length(config: &DebertaConfig, task: &Task, options: &FeatureOptions) -> Result<()> {
+    let max_length = options.max_length;
     if max_length < 8 {
         bail!("--max-length {max_length} is too short (at least 8)");
     }
@@ -75,6 +168,9 @@ pub fn check_length(config: &DebertaConfig, task: &Task, max_length: usize) -> R
         if max_length > limit {
             bail!("--max-length {max_length} exceeds the model's max_position_embeddings {limit}");
         }
+    }
+    if matches!(task, Task::Squad { .. }) && options.doc_stride >= max_length {
+        bail!("--doc-stride {} must be below --max-length {max_length}", options.doc_stride);
     }
     Ok(())
 }
@@ -155,12 +251,8 @@ pub struct Args {
     /// config's, and the recipe's classifier dropout).
     #[arg(long)]
     dropout: Option<f64>,
-    /// Tokens per input, longer ones are truncated (default: the recipe's).
-    #[arg(long)]
-    max_length: Option<usize>,
-    /// SQuAD: context tokens shared by consecutive windows.
-    #[arg(long, default_value_t = 128)]
-    doc_stride: usize,
+    #[command(flatten)]
+    features: FeatureFlags,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
     #[arg(long, default_value_t = 1.0)]
@@ -188,37 +280,24 @@ pub struct Args {
     /// Stop after this many optimiser steps (then evaluate).
     #[arg(long)]
     max_steps: Option<u64>,
-    /// SQuAD decoding: best starts/ends considered.
-    #[arg(long, default_value_t = 20)]
-    n_best: usize,
-    #[arg(long, default_value_t = 30)]
-    max_answer_length: usize,
-    /// SQuAD 2.0: predict no answer when null score - best span score exceeds this.
-    #[arg(long, default_value_t = 0.0)]
-    null_threshold: f64,
+    #[command(flatten)]
+    answer: AnswerFlags,
     /// Log a line every N steps.
     #[arg(long, default_value_t = 50)]
     log_every: u64,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: crate::backend::Device,
+    #[command(flatten)]
+    runtime: Runtime,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::backend::set_threads(args.threads)?;
+    args.runtime.start()?;
     let task = args.flags.task(None)?;
     let r = recipe(&task);
     let tok = tokenizer(args.flags.tokenizer.as_deref(), &args.model)?;
     let model_config = read_config(&args.model)?;
     check_vocab(&model_config, &tok, args.model.display())?;
-    let max_length = args.max_length.unwrap_or(r.max_length);
-    check_length(&model_config, &task, max_length)?;
-    let options = FeatureOptions { max_length, doc_stride: args.doc_stride };
-    if matches!(task, Task::Squad { .. }) && args.doc_stride >= max_length {
-        bail!("--doc-stride {} must be below --max-length {max_length}", args.doc_stride);
-    }
+    let options = args.features.resolve(None, r.max_length);
+    check_length(&model_config, &task, &options)?;
 
     let train_path = task.train_file(&args.data)?;
     let dev_paths = if !args.dev.is_empty() {
@@ -281,16 +360,12 @@ pub fn run(args: Args) -> Result<()> {
         labels: labels.clone(),
         features: options,
         eval_batch_size: settings.eval_batch_size,
-        answer: AnswerCard {
-            n_best: args.n_best,
-            max_answer_length: args.max_answer_length,
-            null_threshold: args.null_threshold,
-        },
+        answer: args.answer.resolve(None),
     };
     let mut files = tokenizer_files(&tok)?;
     files.push((TASK_CARD.into(), card.to_json().into_bytes()));
     let cls_dropout = args.cls_dropout.or(args.dropout).or(r.cls_dropout);
-    with_backend!(args.device, |B, device| {
+    with_backend!(args.runtime.device, |B, device| {
         train_on::<burn::backend::Autodiff<B>>(
             &args,
             &task,
@@ -411,5 +486,26 @@ impl Observer for Bar {
         let best = if r.is_best { " (best so far: saved)" } else { "" };
         self.bar
             .suspend(|| tracing::info!("epoch {} (step {}): {}{best}", r.epoch, r.step, metrics.join(", ")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// Each `--task` value is a name the task library reads, and its canonical one.
+    #[test]
+    fn task_names_are_the_library_names() {
+        let columns = GenericSpec {
+            text_column: "text".into(),
+            text_pair_column: None,
+            label_column: "label".into(),
+            regression: false,
+        };
+        for t in TaskName::value_variants() {
+            let task = Task::parse(&t.name(), Some(columns.clone()), None).unwrap();
+            assert_eq!(task.name(), t.name());
+        }
     }
 }

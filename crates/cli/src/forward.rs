@@ -1,4 +1,7 @@
-use crate::backend::{asset, cast_module, init_dtype, parse_device, parse_dtype, Dtype};
+//! `deberta forward`: run a model on token ids and write its outputs as safetensors.
+
+use crate::backend::{asset, cast_module, init_dtype};
+use crate::flags::{HeadArg, Inference};
 use crate::with_backend;
 use anyhow::{Context, Result};
 use burn::prelude::*;
@@ -18,38 +21,26 @@ pub struct Args {
     /// Where to write the outputs (safetensors).
     #[arg(long, default_value = "forward_output.safetensors")]
     output: PathBuf,
-    /// Use this head instead of the config's `architectures` (base, seq-cls, multiple-choice,
-    /// token-classification, qa, mlm, rtd, emd).
-    #[arg(long, value_parser = parse_head)]
-    head: Option<Head>,
+    /// Use this head instead of the config's `architectures`.
+    #[arg(long, value_enum)]
+    head: Option<HeadArg>,
     /// Initialise head weights the checkpoint lacks instead of failing.
     #[arg(long)]
     init_missing_head: bool,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: crate::backend::Device,
-    /// f32, or bf16 (weights cast after loading, every activation bf16; outputs written as f32).
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    dtype: Dtype,
-}
-
-pub fn parse_head(s: &str) -> Result<Head, String> {
-    Head::from_cli_name(s).ok_or_else(|| {
-        format!(
-            "unknown head {s:?} (base, seq-cls, multiple-choice, token-classification, qa, mlm, rtd, emd)"
-        )
-    })
+    #[command(flatten)]
+    inference: Inference,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let model_dir = args.model.clone().unwrap_or_else(|| asset("tiny-deberta-v3"));
     let input = args.input.clone().unwrap_or_else(|| asset("tiny-input.json"));
-    with_backend!(args.device, |B, device| run_on::<B>(&args, model_dir, input, &device))
+    args.inference.runtime.start()?;
+    with_backend!(args.inference.runtime.device, |B, device| run_on::<B>(&args, model_dir, input, &device))
 }
 
 fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &B::Device) -> Result<()> {
-    init_dtype::<B>(device, args.dtype)?;
-    let options = LoadOptions { head: args.head, init_missing_head: args.init_missing_head };
+    init_dtype::<B>(device, args.inference.dtype)?;
+    let options = LoadOptions { head: args.head.map(Head::from), init_missing_head: args.init_missing_head };
     let loaded = load_model::<B>(&model_dir, &options, device).context("loading the model")?;
     for name in &loaded.initialised {
         tracing::warn!("{name} was not in the checkpoint: initialised randomly");
@@ -64,7 +55,7 @@ fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &
         rows.rows,
         rows.len
     );
-    let model = cast_module(loaded.model, args.dtype);
+    let model = cast_module(loaded.model, args.inference.dtype);
     let out = model.forward(&rows.to_batch::<B>(device), rows.choices);
 
     let tensors = output_tensors(out);

@@ -1,4 +1,4 @@
-use crate::forward::parse_head;
+use crate::flags::{preset_parser, HeadArg};
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use deberta_model::config::{preset_json, PRESETS};
@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// One of tiny, xsmall, small, base, large (DeBERTa-V3 shapes).
-    #[arg(long, conflicts_with = "config")]
+    /// A DeBERTa-V3 shape.
+    #[arg(long, conflicts_with = "config", value_parser = preset_parser())]
     preset: Option<String>,
     /// An HF config.json to use instead of a preset.
     #[arg(long)]
@@ -19,8 +19,8 @@ pub struct Args {
     /// Number of labels for classification heads.
     #[arg(long)]
     num_labels: Option<usize>,
-    #[arg(long, default_value = "base", value_parser = parse_head)]
-    head: Head,
+    #[arg(long, value_enum, default_value_t = HeadArg::Base)]
+    head: HeadArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
@@ -52,12 +52,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let serde_json::Value::Object(map) = json else { bail!("config is not a JSON object") };
     let config = DebertaConfig::from_map(map)?;
-    config.check_head(args.head)?;
+    let head = Head::from(args.head);
+    config.check_head(head)?;
     type B = crate::backend::Cpu;
     let device = Default::default();
     B::seed(&device, args.seed);
-    let model = DebertaModel::<B>::new(&config, args.head, &device);
+    let model = DebertaModel::<B>::new(&config, head, &device);
     deberta_io::save_model(&model, &config, &args.out)?;
-    println!("wrote a random {} to {}", args.head.architecture(), args.out.display());
+    println!("wrote a random {} to {}", head.architecture(), args.out.display());
     Ok(())
 }

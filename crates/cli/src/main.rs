@@ -7,6 +7,7 @@ mod convert;
 mod debug;
 mod evaluate;
 mod finetune;
+mod flags;
 mod forward;
 mod init;
 mod predict;

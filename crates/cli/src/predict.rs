@@ -11,7 +11,7 @@
 //! - question answering: `{"question": ..., "context": ...}` -> `{"answer", "start", "end",
 //!   "null_score_diff"}` (`""` for no answer; character offsets in the context).
 
-use crate::backend::parse_device;
+use crate::flags::Runtime;
 use crate::vocab::{check_vocab, tokenizer};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
@@ -46,10 +46,8 @@ pub struct Args {
     max_length: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    #[arg(long)]
-    threads: Option<usize>,
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: crate::backend::Device,
+    #[command(flatten)]
+    runtime: Runtime,
 }
 
 /// One input line, parsed.
@@ -107,14 +105,14 @@ impl Line {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::backend::set_threads(args.threads)?;
+    args.runtime.start()?;
     let tok = tokenizer(args.tokenizer.as_deref(), &args.model)?;
     let card = TaskCard::read(&args.model)?;
     let config = deberta_io::read_config(&args.model)?;
     check_vocab(&config, &tok, args.model.display())?;
     let lines = read_lines(&args.input)?;
     let max_length = args.max_length.or(card.as_ref().map(|c| c.features.max_length)).unwrap_or(512);
-    let results = with_backend!(args.device, |B, device| predict_on::<B>(
+    let results = with_backend!(args.runtime.device, |B, device| predict_on::<B>(
         &args,
         &tok,
         card.as_ref(),

@@ -1,7 +1,8 @@
 //! `deberta pretrain`: ELECTRA-style RTD pre-training with GDES (or the ES/NES/MLM baselines)
 //! on a text corpus. With no arguments it pre-trains a tiny DeBERTaV3 on the bundled corpus.
 
-use crate::backend::{asset, parse_device};
+use crate::backend::asset;
+use crate::flags::{preset_parser, Runtime};
 use crate::init::config_json;
 use crate::vocab::check_vocab;
 use crate::with_backend;
@@ -33,8 +34,8 @@ pub struct Args {
     /// Train a new tokenizer of this many pieces on the corpus first (saved in --out).
     #[arg(long)]
     vocab_size: Option<usize>,
-    /// Discriminator shape: tiny, xsmall, small, base, large.
-    #[arg(long, conflicts_with_all = ["config", "init_from"])]
+    /// Discriminator shape (default: tiny).
+    #[arg(long, conflicts_with_all = ["config", "init_from"], value_parser = preset_parser())]
     preset: Option<String>,
     /// Discriminator config.json (instead of a preset).
     #[arg(long, conflicts_with = "init_from")]
@@ -48,10 +49,12 @@ pub struct Args {
     /// the Enhanced Mask Decoder reads the second-to-last layer).
     #[arg(long)]
     generator_layers: Option<usize>,
-    #[arg(long, default_value = "rtd", value_parser = ["rtd", "mlm"])]
-    objective: String,
-    #[arg(long, default_value = "gdes", value_parser = ["gdes", "es", "nes"])]
-    embedding_sharing: String,
+    /// What the model learns.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Rtd)]
+    objective: ObjectiveArg,
+    /// How the discriminator shares the generator's word embeddings (RTD only).
+    #[arg(long, value_enum, default_value_t = SharingArg::Gdes)]
+    embedding_sharing: SharingArg,
     /// Hyper-parameter defaults: `small` (for tiny to xsmall models and 10^2 to 10^4
     /// steps: Adam with bias correction, warmup 10% of --steps, lr 1e-3) or `official` (the
     /// DeBERTaV3 recipe for long runs: XAdam without bias correction, warmup 10,000 steps,
@@ -110,11 +113,45 @@ pub struct Args {
     /// Log a line every N steps (the progress bar shows every step on a terminal).
     #[arg(long, default_value_t = 50)]
     log_every: u64,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: crate::backend::Device,
+    #[command(flatten)]
+    runtime: Runtime,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ObjectiveArg {
+    /// Replaced token detection: a generator and a discriminator.
+    Rtd,
+    /// The MLM-only baseline: one model of the discriminator's shape.
+    Mlm,
+}
+
+impl From<ObjectiveArg> for Objective {
+    fn from(o: ObjectiveArg) -> Objective {
+        match o {
+            ObjectiveArg::Rtd => Objective::Rtd,
+            ObjectiveArg::Mlm => Objective::Mlm,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SharingArg {
+    /// Gradient-disentangled: the discriminator adds its own delta, which the RTD loss trains.
+    Gdes,
+    /// One embedding, trained by both losses.
+    Es,
+    /// Separate embeddings.
+    Nes,
+}
+
+impl From<SharingArg> for EmbeddingSharing {
+    fn from(s: SharingArg) -> EmbeddingSharing {
+        match s {
+            SharingArg::Gdes => EmbeddingSharing::Gdes,
+            SharingArg::Es => EmbeddingSharing::Es,
+            SharingArg::Nes => EmbeddingSharing::Nes,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -133,12 +170,12 @@ impl RecipeArg {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::backend::set_threads(args.threads)?;
+    args.runtime.start()?;
     if args.steps == 0 || args.batch_size == 0 {
         bail!("--steps and --batch-size must be positive");
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    with_backend!(args.device, |B, device| train::<burn::backend::Autodiff<B>>(&args, &device))
+    with_backend!(args.runtime.device, |B, device| train::<burn::backend::Autodiff<B>>(&args, &device))
 }
 
 /// The corpus files and the tokenizer (trained first if asked), with the tokenizer copied to
@@ -189,14 +226,6 @@ fn vocabulary(tok: &DebertaTokenizer) -> Vocabulary {
     }
 }
 
-fn parse_sharing(s: &str) -> EmbeddingSharing {
-    match s {
-        "es" => EmbeddingSharing::Es,
-        "nes" => EmbeddingSharing::Nes,
-        _ => EmbeddingSharing::Gdes,
-    }
-}
-
 /// A fresh run, or one started from `--init-from`.
 fn new_run<B: AutodiffBackend>(
     args: &Args,
@@ -232,8 +261,8 @@ const AUTO_EVAL_LINES: usize = usize::MAX;
 fn settings(args: &Args, tok: &DebertaTokenizer) -> Settings {
     let recipe = args.recipe.defaults(args.steps);
     Settings {
-        objective: if args.objective == "mlm" { Objective::Mlm } else { Objective::Rtd },
-        sharing: parse_sharing(&args.embedding_sharing),
+        objective: args.objective.into(),
+        sharing: args.embedding_sharing.into(),
         rtd_lambda: args.rtd_lambda.unwrap_or(recipe.rtd_lambda),
         lr: args.lr.unwrap_or(recipe.lr),
         warmup_steps: args.warmup_steps.unwrap_or(recipe.warmup_steps),

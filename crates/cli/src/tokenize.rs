@@ -22,13 +22,30 @@ pub struct Args {
     /// says otherwise). Without it nothing is truncated.
     #[arg(long)]
     max_length: Option<usize>,
-    /// longest_first, only_first or only_second (needs --max-length).
-    #[arg(long, value_parser = parse_truncation)]
-    truncation: Option<Truncation>,
+    /// Which text of a pair to cut (needs --max-length; default: longest_first).
+    #[arg(long, value_enum)]
+    truncation: Option<TruncationArg>,
 }
 
-fn parse_truncation(s: &str) -> Result<Truncation, String> {
-    s.parse()
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TruncationArg {
+    /// The longer text first (both when both are long).
+    #[value(name = "longest_first", alias = "longest-first")]
+    LongestFirst,
+    #[value(name = "only_first", alias = "only-first")]
+    OnlyFirst,
+    #[value(name = "only_second", alias = "only-second")]
+    OnlySecond,
+}
+
+impl From<TruncationArg> for Truncation {
+    fn from(t: TruncationArg) -> Truncation {
+        match t {
+            TruncationArg::LongestFirst => Truncation::LongestFirst,
+            TruncationArg::OnlyFirst => Truncation::OnlyFirst,
+            TruncationArg::OnlySecond => Truncation::OnlySecond,
+        }
+    }
 }
 
 /// Lines per parallel chunk.
@@ -41,7 +58,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let options = EncodeOptions {
         max_length: args.max_length,
-        truncation: args.max_length.map(|_| args.truncation.unwrap_or_default()),
+        truncation: args
+            .max_length
+            .map(|_| args.truncation.map_or_else(Truncation::default, Truncation::from)),
         ..Default::default()
     };
     let input =

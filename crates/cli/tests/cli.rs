@@ -60,5 +60,27 @@ fn bad_input_is_a_clear_error() {
     assert!(!ok && stderr.contains("/nonexistent-model/config.json"), "{stderr}");
 
     let (ok, _, stderr) = deberta(&["forward", "--head", "bogus"]);
-    assert!(!ok && stderr.contains("unknown head"), "{stderr}");
+    assert!(!ok && stderr.contains("invalid value 'bogus' for '--head"), "{stderr}");
+}
+
+/// Enumerated flags are checked by the parser, which names the flag and lists the values, and
+/// `--help` lists them too.
+#[test]
+fn enumerated_flags_list_their_values() {
+    let bad = [
+        ("pretrain", "--embedding-sharing", "gdes, es, nes"),
+        ("pretrain", "--objective", "rtd, mlm"),
+        ("pretrain", "--preset", "tiny, xsmall, small, base, large"),
+        ("bench", "--dtype", "f32, bf16"),
+        ("tokenize", "--truncation", "longest_first, only_first, only_second"),
+    ];
+    for (command, flag, values) in bad {
+        let (ok, _, stderr) = deberta(&[command, flag, "bogus"]);
+        assert!(!ok && stderr.contains(&format!("invalid value 'bogus' for '{flag}")), "{stderr}");
+        assert!(stderr.contains(&format!("[possible values: {values}]")), "{stderr}");
+    }
+    let (ok, help, _) = deberta(&["pretrain", "--help"]);
+    assert!(ok && help.contains("- gdes:") && help.contains("- nes:"), "{help}");
+    let (ok, _, stderr) = deberta(&["bench", "--device", "tpu"]);
+    assert!(!ok && stderr.contains("expected cpu, cuda or cuda:N"), "{stderr}");
 }

@@ -320,7 +320,7 @@ fn malformed_data_is_an_error_naming_file_and_line() {
     // Flags that do not fit.
     fails(
         &["finetune", "--model", model, "--task", "nope", "--data", &good, "--out", "/tmp/x"],
-        &["unknown task"],
+        &["invalid value 'nope' for '--task"],
     );
     fails(
         &["finetune", "--model", model, "--task", "sst2", "--data", &good, "--out", "/tmp/x"],

@@ -117,21 +117,6 @@ impl Head {
     pub fn from_architecture(name: &str) -> Option<Head> {
         Self::ALL.into_iter().find(|h| h.architecture() == name)
     }
-
-    /// Short names for the command line (`--head`).
-    pub fn from_cli_name(name: &str) -> Option<Head> {
-        Some(match name {
-            "base" => Head::Base,
-            "sequence-classification" | "seq-cls" => Head::SequenceClassification,
-            "multiple-choice" => Head::MultipleChoice,
-            "token-classification" => Head::TokenClassification,
-            "question-answering" | "qa" => Head::QuestionAnswering,
-            "masked-lm" | "mlm" => Head::MaskedLm,
-            "rtd" | "replaced-token-detection" => Head::ReplacedTokenDetection,
-            "emd" | "enhanced-mask-decoder" => Head::EnhancedMaskDecoderLm,
-            _ => return None,
-        })
-    }
 }
 
 /// Which relative attention terms are added to the content-to-content score.

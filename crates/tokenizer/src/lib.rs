@@ -66,18 +66,6 @@ pub enum Truncation {
     OnlySecond,
 }
 
-impl std::str::FromStr for Truncation {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "longest_first" | "longest-first" => Ok(Truncation::LongestFirst),
-            "only_first" | "only-first" => Ok(Truncation::OnlyFirst),
-            "only_second" | "only-second" => Ok(Truncation::OnlySecond),
-            _ => Err(format!("unknown truncation {s:?} (longest_first, only_first, only_second)")),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Padding {
     #[default]
