@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long)]
     input: Option<PathBuf>,
     /// Where to write the outputs (safetensors).
-    #[arg(long, default_value = "forward_output.safetensors")]
+    #[arg(long)]
     output: PathBuf,
     /// Use this head instead of the config's `architectures`.
     #[arg(long, value_enum)]

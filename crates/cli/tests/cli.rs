@@ -20,6 +20,9 @@ fn forward_runs_on_built_in_defaults() {
     );
     let t = deberta_io::read_safetensors(&out).unwrap();
     assert!(t["logits"].data.iter().all(|v| v.is_finite()));
+    // The output file is never a default in the working directory.
+    let (ok, _, stderr) = deberta(&["forward"]);
+    assert!(!ok && stderr.contains("--output <OUTPUT>"), "{stderr}");
 }
 
 /// The CLI writes what the parity fixture expects (QA: start/end logits under HF names).
