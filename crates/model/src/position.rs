@@ -1,4 +1,5 @@
-//! Relative positions (HF's `make_log_bucket_position`): the log-bucket map and the per-length row-index table.
+//! Relative positions (HF's `make_log_bucket_position`): the log-bucket map and the per-length
+//! row table.
 //!
 //! The table is pure integer/f64 host arithmetic, computed once per sequence length and cached:
 //! it is the same for every layer, batch and call. HF recomputes it in float32 on the device
@@ -57,8 +58,6 @@ pub struct RelativeTable {
     pub first_row: usize,
     /// Number of rows read (at most `2*len - 1` and at most `2*span`).
     pub num_rows: usize,
-    /// `index[i * len + j] = row(i, j) - first_row`.
-    pub index: Vec<i64>,
     /// `by_distance[t] = row(r) - first_row` for `r = t - (len - 1)`, `t` in `0..2*len - 1`: the
     /// row depends on `r = i - j` only, so one row per distance turns the c2p/p2c gathers into
     /// shifted windows (see `deberta::skew`).
@@ -72,14 +71,8 @@ impl RelativeTable {
         // r = -(len-1) and r = len-1.
         let lo = scheme.row(0, n - 1);
         let hi = scheme.row(n - 1, 0);
-        let mut index = Vec::with_capacity(len * len);
-        for i in 0..n {
-            for j in 0..n {
-                index.push(scheme.row(i, j) - lo);
-            }
-        }
         let by_distance = (-(n - 1)..n).map(|r| scheme.row(r, 0) - lo).collect();
-        RelativeTable { len, first_row: lo as usize, num_rows: (hi - lo + 1) as usize, index, by_distance }
+        RelativeTable { len, first_row: lo as usize, num_rows: (hi - lo + 1) as usize, by_distance }
     }
 }
 
@@ -93,10 +86,6 @@ pub struct RelativeTableCache {
 impl RelativeTableCache {
     pub fn new(scheme: RelativeScheme) -> Self {
         Self { scheme, tables: Arc::new(Mutex::new(HashMap::new())) }
-    }
-
-    pub fn scheme(&self) -> RelativeScheme {
-        self.scheme
     }
 
     pub fn get(&self, len: usize) -> Arc<RelativeTable> {
@@ -158,18 +147,19 @@ mod tests {
         let s = RelativeScheme { buckets: 256, max_position: 512, span: 256 };
         let t = RelativeTable::new(s, 4);
         assert_eq!((t.first_row, t.num_rows), (253, 7));
-        assert_eq!(t.index[0], 3); // (0, 0) -> row 256
-        assert_eq!(t.index[3], 0); // (0, 3) -> row 253
-        assert_eq!(t.index[12], 6); // (3, 0) -> row 259
+        // Distances -3..=3 read rows 253..=259.
+        assert_eq!(t.by_distance, vec![0, 1, 2, 3, 4, 5, 6]);
 
+        // Every (query, key) pair reads through its distance the row the scheme gives it.
         let t = RelativeTable::new(s, 300);
         assert_eq!(t.first_row as i64, s.row(0, 299));
         assert_eq!((t.first_row + t.num_rows - 1) as i64, s.row(299, 0));
         assert!(t.num_rows < 2 * 300 - 1, "buckets compress distances past 128");
-        for (k, &v) in t.index.iter().enumerate() {
-            let (i, j) = ((k / 300) as i64, (k % 300) as i64);
-            assert_eq!(v + t.first_row as i64, s.row(i, j));
-            assert_eq!(v, t.by_distance[(i - j + 299) as usize]);
+        for i in 0..300i64 {
+            for j in 0..300i64 {
+                let v = t.by_distance[(i - j + 299) as usize];
+                assert_eq!(v + t.first_row as i64, s.row(i, j), "({i}, {j})");
+            }
         }
     }
 }
