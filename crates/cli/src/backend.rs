@@ -13,8 +13,8 @@ pub type Cpu = burn::backend::Flex;
 /// Flex allocates a fresh buffer for every op's output; by default glibc serves blocks over
 /// 128 KiB-32 MiB with `mmap` and unmaps them on free, so every step of a training run
 /// page-faults and zero-fills its (up to 393 MB embedding-sized) temporaries again: ~30% of a
-/// small-preset RTD step's CPU time went to the kernel (BENCHMARKS.md, "What each lever
-/// gained"). Reusing the heap keeps the resident set at the run's peak instead of returning it
+/// small-preset RTD step's CPU time went to the kernel (docs/benchmarks-history.md, "What each
+/// lever gained"). Reusing the heap keeps the resident set at the run's peak instead of returning it
 /// between steps.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -44,7 +44,7 @@ pub(crate) fn linear<B: Backend>(
 /// `Linear::forward` broadcasts the weight over the leading dimensions instead: a batched matmul
 /// that re-packs the weight for every sequence, on one thread each, and whose weight gradient is a
 /// `[batch, d_in, d_out]` stack summed afterwards. One 2-D product lets the GEMM split its own work
-/// across cores (BENCHMARKS.md, "What each lever gained").
+/// across cores (docs/benchmarks-history.md, "What each lever gained").
 pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
     if fast::applies::<B>(x.dtype()) {
         return fast::dense(layer, x, false);

@@ -2,9 +2,9 @@
 //!
 //! The generic layer code (deberta.rs) is the reference and the only path under autodiff and on
 //! other backends. On plain `Flex` with f32 tensors, two pieces of it run here instead, because
-//! burn's op-by-op execution costs more than the arithmetic there (BENCHMARKS.md, "What each
-//! lever gained"): Flex runs elementwise ops on one thread, without fusion, and broadcasts a
-//! Linear's weight into a per-sequence batched matmul.
+//! burn's op-by-op execution costs more than the arithmetic there (docs/benchmarks-history.md,
+//! "What each lever gained"): Flex runs elementwise ops on one thread, without fusion, and
+//! broadcasts a Linear's weight into a per-sequence batched matmul.
 //!
 //! - [`dense`]: `act(x W + b)` as column blocks of one GEMM on all cores, the bias preloaded into
 //!   the output and the activation applied to each block while it is in cache.
@@ -184,8 +184,9 @@ fn gelu_in_place(xs: &mut [f32]) {
     gelu_all(xs)
 }
 
-/// `act(x W + b)` over the last dimension (`act` fused only for GELU; `None` when it is another
-/// activation, which the caller applies). Callers check [`applies`] first.
+/// `x W + b` over the last dimension, with GELU applied in the same pass when `gelu_act` (the only
+/// activation fused: see [`fuses`]; the caller applies any other). Callers check [`applies`]
+/// first.
 pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gelu_act: bool) -> Tensor<B, D> {
     let dims = x.dims();
     let d_in = dims[D - 1];

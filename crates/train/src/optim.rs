@@ -269,7 +269,8 @@ fn generic_update<I: Backend>(
 
 /// [`generic_update`] in one pass over `x`, `g`, `m`, `v` on all cores, the moments in place: on Flex the op-by-op form allocates and streams a dozen parameter-sized
 /// temporaries, which for the 128100-row embeddings cost more than the model's own matmuls
-/// (BENCHMARKS.md, "What each lever gained"). Same formula, same f32 rounding of every constant.
+/// (docs/benchmarks-history.md, "What each lever gained"). Same formula, same f32 rounding of
+/// every constant.
 fn fused_update<I: Backend>(
     x: Tensor<I, 1>,
     g: Tensor<I, 1>,
