@@ -106,7 +106,7 @@ fn split_sequence<B: Backend>(
     f: impl Fn(Tensor<B, 3>) -> Tensor<B, 3> + Sync,
 ) -> Tensor<B, 3> {
     let [b, l, _] = x.dims();
-    if b != 1 || l < 16 || B::ad_enabled(&x.device()) || rayon::current_num_threads() < 2 {
+    if b != 1 || l < 16 || !fast::splits_work::<B>() {
         return f(x);
     }
     let half = l / 2;
@@ -254,6 +254,9 @@ impl<B: Backend> DebertaV2Embeddings<B> {
 pub struct RelativeContext<B: Backend> {
     /// `LayerNorm_rel(rel_embeddings)` restricted to the rows this length reads: `[R, H]`.
     pub rel_embeddings: Tensor<B, 2>,
+    /// The parameters `rel_embeddings` is computed from (the table, the LayerNorm's scale and
+    /// bias, as 2-D): with the length, the key of every cache of results derived from it.
+    pub sources: Vec<Tensor<B, 2>>,
     /// Row of `rel_embeddings` for each distance `r = i - j`, ascending from `-(L-1)` to `L-1`
     /// (`[2L-1]`): the p2c term reads `Qr` in this order.
     pub ascending: Tensor<B, 1, Int>,
@@ -272,9 +275,9 @@ fn skew<B: Backend>(c: Tensor<B, 4>) -> Tensor<B, 2> {
     c.reshape([n, l * r]).slice([0..n, l - 1..l - 1 + l * (r - 1)]).reshape([n * l, r - 1])
 }
 
-/// Key/query projections of the relative rows, reused by an inference model across calls.
-/// Type-erased (the module derive keeps it as is through `map`/`load_record`, so it checks the
-/// weights and rows it was computed from before every reuse).
+/// Key/query projections of the relative rows, reused by an inference model on the CPU across
+/// calls. Type-erased (the module derive keeps it as is through `map`/`load_record`, so it checks
+/// the parameters it was computed from before every reuse).
 #[derive(Clone, Default)]
 pub struct RelativeProjectionCache(Arc<Mutex<Option<Box<dyn Any + Send + Sync>>>>);
 
@@ -285,15 +288,11 @@ impl core::fmt::Debug for RelativeProjectionCache {
 }
 
 struct CachedProjections<B: Backend> {
-    /// Everything the projections depend on: relative rows, weights, biases (all as 2-D).
+    /// Everything the projections depend on: the relative rows' sources, weights, biases (all
+    /// as 2-D).
     inputs: Vec<Tensor<B, 2>>,
     len: usize,
     projections: (Option<Tensor<B, 4>>, Option<Tensor<B, 4>>),
-}
-
-fn same<B: Backend>(a: &Tensor<B, 2>, b: &Tensor<B, 2>) -> bool {
-    fast::same_buffer(a, b)
-        || (a.dims() == b.dims() && a.clone().equal(b.clone()).all().into_scalar().to_bool())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,8 +358,8 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     }
 
     /// `(Kr, Qr)` for the c2p and p2c terms (`None` for a term not in `pos_att_type`), `Kr` in
-    /// descending and `Qr` in ascending distance order. Without autodiff (inference) they are
-    /// computed once per length and reused while the weights and relative rows stay the same.
+    /// descending and `Qr` in ascending distance order. At inference on the CPU they are computed
+    /// once per length and reused while the parameters they come from stay the same buffers.
     fn relative_projections(&self, rel: &RelativeContext<B>) -> (Option<Tensor<B, 4>>, Option<Tensor<B, 4>>) {
         let key_proj = self.pos_key_proj.as_ref().unwrap_or(&self.key_proj);
         let query_proj = self.pos_query_proj.as_ref().unwrap_or(&self.query_proj);
@@ -371,11 +370,12 @@ impl<B: Backend> DisentangledSelfAttention<B> {
                 self.p2c.then(|| self.split_rel(query_proj, r.clone(), rel.ascending.clone())),
             )
         };
-        let device = rel.rel_embeddings.device();
-        if B::ad_enabled(&device) {
+        if !fast::caches_by_identity::<B>() {
             return compute();
         }
-        let mut inputs = vec![rel.rel_embeddings.clone()];
+        // The key: the parameters the projections come from, compared by buffer identity only
+        // (the relative rows are recomputed every forward, their sources are not).
+        let mut inputs = rel.sources.clone();
         for (used, proj) in [(self.c2p, key_proj), (self.p2c, query_proj)] {
             if used {
                 inputs.push(proj.weight.val());
@@ -389,7 +389,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         if let Some(cached) = lock().as_ref().and_then(|c| c.downcast_ref::<CachedProjections<B>>()) {
             if cached.len == len
                 && cached.inputs.len() == inputs.len()
-                && cached.inputs.iter().zip(&inputs).all(|(a, b)| same(a, b))
+                && cached.inputs.iter().zip(&inputs).all(|(a, b)| fast::same_buffer(a, b))
             {
                 return cached.projections.clone();
             }
@@ -650,14 +650,20 @@ impl<B: Backend> DebertaV2Encoder<B> {
         let table = self.rel_embeddings.as_ref()?;
         let t = self.relative_tables.get(len);
         let [_, h] = table.weight.dims();
-        let rows = table.weight.val().slice([t.first_row..t.first_row + t.num_rows, 0..h]);
+        let mut sources = vec![table.weight.val()];
+        let rows = sources[0].clone().slice([t.first_row..t.first_row + t.num_rows, 0..h]);
         let rows = match &self.LayerNorm {
-            Some(ln) => ln.forward(rows),
+            Some(ln) => {
+                sources.push(ln.gamma.val().unsqueeze());
+                sources.extend(ln.beta.as_ref().map(|b| b.val().unsqueeze()));
+                ln.forward(rows)
+            }
             None => rows,
         };
         let order = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [2 * len - 1]), device);
         Some(RelativeContext {
             rel_embeddings: rows,
+            sources,
             ascending: order(t.by_distance.clone()),
             descending: order(t.by_distance.iter().rev().copied().collect()),
             eye: Tensor::eye(len, device).unsqueeze(),
@@ -668,10 +674,9 @@ impl<B: Backend> DebertaV2Encoder<B> {
         let [b, l, _] = embeddings.dims();
         let device = embeddings.device();
         let rel = self.relative_context(l, &device);
-        // Inference on two or more rows: run each half of the batch on its own worker. Rows are
-        // independent, and backends whose elementwise ops run on one thread (Flex) otherwise
-        // leave the other cores idle outside matmuls. Autodiff keeps one graph on one thread.
-        let hidden_states = if b >= 2 && !B::ad_enabled(&device) && rayon::current_num_threads() >= 2 {
+        // Two or more rows on the CPU: each half of the batch on its own worker (rows are
+        // independent; `fast::splits_work` says where this pays).
+        let hidden_states = if b >= 2 && fast::splits_work::<B>() {
             let half = b / 2;
             let run = |rows: std::ops::Range<usize>| {
                 let x = embeddings.clone().narrow(0, rows.start, rows.len());

@@ -33,9 +33,31 @@ pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
+// What each backend gets is decided here and nowhere else: the fused kernels, rayon splits of
+// the work and the relative-projection cache are for plain `Flex` only. `Autodiff<Flex>` is a
+// different type, so training never takes them; GPU backends queue work from one thread and
+// cannot tell buffers apart through burn's API.
+
+fn is_flex<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Flex>()
+}
+
 /// Whether the kernels apply to tensors of backend `B` holding `dtype`.
 pub fn applies<B: Backend>(dtype: DType) -> bool {
-    TypeId::of::<B>() == TypeId::of::<Flex>() && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
+    is_flex::<B>() && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether the model may split a batch or a sequence over rayon workers: on Flex, whose
+/// elementwise ops run on one thread, the halves keep the other cores busy outside matmuls.
+pub fn splits_work<B: Backend>() -> bool {
+    is_flex::<B>() && rayon::current_num_threads() >= 2
+}
+
+/// Whether [`same_buffer`] can recognise unchanged tensors on `B`, so that results derived from
+/// weights can be cached and reused (no other backend can tell, and comparing the values on
+/// every call would cost what the cache saves).
+pub fn caches_by_identity<B: Backend>() -> bool {
+    is_flex::<B>()
 }
 
 /// `t`'s Flex tensor (callers check [`applies`] first).
@@ -51,11 +73,11 @@ pub fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
-/// Whether `a` and `b` are views of one Flex buffer with one layout (so certainly equal): lets
-/// the relative-projection cache recognise unchanged weights without comparing them element by
-/// element on every call. `false` on other backends.
+/// Whether `a` and `b` are views of one Flex buffer with one layout (so certainly equal): the
+/// relative-projection cache's key. A cached clone keeps the buffer shared, so it cannot be
+/// updated in place or freed and reused meanwhile. `false` on other backends.
 pub fn same_buffer<B: Backend, const D: usize>(a: &Tensor<B, D>, b: &Tensor<B, D>) -> bool {
-    if TypeId::of::<B>() != TypeId::of::<Flex>() {
+    if !is_flex::<B>() {
         return false;
     }
     let (a, b) = (to_flex(a.clone()), to_flex(b.clone()));
