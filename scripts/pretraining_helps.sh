@@ -4,9 +4,12 @@
 # initialisation of the same config on the VADER movie-review sentiment snippets with identical
 # settings, over several fine-tuning seeds. Writes results/pretraining_helps.md.
 #
-#   scripts/pretraining_helps.sh  (env: STEPS=1000 MORE=2000 SEEDS="1 2 3" EPOCHS="2 4" LR=3e-4 THREADS)
+#   scripts/pretraining_helps.sh  (env: STEPS=1000 MORE=2000 REFERENCE=1 SEEDS="1 2 3" EPOCHS="2 4 8" LR=3e-4 THREADS)
 # MORE > 0 also continues the pre-training from its export (`--init-from`, data order seed 2) for
 # MORE steps and fine-tunes that model too: what a larger budget buys.
+# REFERENCE=1 also pre-trains with the PyTorch reference loop (scripts/reference_pretrain.py: HF
+# transformers' model, the same recipe, corpus, tokenizer and budget; needs .venv-ref) and
+# fine-tunes its export the same way: is what we see our implementation or the recipe at this scale?
 # EPOCHS may list several fine-tuning lengths: each gets its own table. About 45 minutes on 2 cores
 # (pre-training ~20, twelve fine-tuning runs ~25).
 set -euo pipefail
@@ -16,7 +19,8 @@ BIN=target/release/deberta
 STEPS=${STEPS:-1000}
 MORE=${MORE:-2000}
 SEEDS=${SEEDS:-1 2 3}
-EPOCHS=${EPOCHS:-2 4}
+EPOCHS=${EPOCHS:-2 4 8}
+REFERENCE=${REFERENCE:-1}
 LR=${LR:-3e-4}
 BATCH=32
 MAX_LENGTH=64
@@ -48,6 +52,14 @@ if [ "$MORE" -gt 0 ]; then
             --batch-size 16 --seq-len 128 --seed 2 --out "$MORE_OUT" "${THREADS_FLAG[@]}" --log-every 200
     fi
 fi
+if [ "$REFERENCE" = 1 ]; then
+    NAMES="${NAMES% random} reference random"
+    if [ ! -f "$OUT/reference/discriminator/config.json" ]; then
+        .venv-ref/bin/python scripts/reference_pretrain.py --corpus data/sotu --tokenizer "$PRE_OUT/spm.model" \
+            --config "$PRE_OUT/discriminator/config.json" --steps "$STEPS" --batch-size 16 --seq-len 128 --seed 1 \
+            --out "$OUT/reference" ${THREADS:+--threads "$THREADS"}
+    fi
+fi
 PRE=$PRE_OUT/discriminator
 RANDOM_INIT=$OUT/random-init
 rm -rf "$RANDOM_INIT"
@@ -58,7 +70,10 @@ start=$(date +%s)
 for epochs in $EPOCHS; do
 for seed in $SEEDS; do
     for name in $NAMES; do
-        case $name in pretrained) model=$PRE ;; more) model=$MORE_OUT/discriminator ;; *) model=$RANDOM_INIT ;; esac
+        case $name in
+            pretrained) model=$PRE ;; more) model=$MORE_OUT/discriminator ;;
+            reference) model=$OUT/reference/discriminator ;; *) model=$RANDOM_INIT ;;
+        esac
         run=$OUT/$name-e$epochs-seed$seed
         [ -f "$run/metrics.jsonl" ] && grep -q best_epoch "$run/metrics.jsonl" && continue
         rm -rf "$run"
@@ -104,13 +119,14 @@ for e in epochs.split():
     print("|---|" + "---|" * (len(seeds) + 2))
     labels = {"pretrained": f"pre-trained discriminator ({steps} steps)",
               "more": f"pre-trained, then {more} more steps (`--init-from`)",
+              "reference": f"PyTorch reference loop, same recipe and budget ({steps} steps)",
               "random": "random init, same config"}
     for n in names:
         label = labels[n]
         m, sd = mean_sd(acc[n])
         print(f"| {label} | " + " | ".join(f"{a:.1f}" for a in acc[n]) + f" | {m:.2f} | {sd:.2f} |")
     print()
-    for n in names[:-1]:
+    for n in [n for n in names if n != "random"]:
         diffs = [a - b for a, b in zip(acc[n], acc["random"])]
         m, sd = mean_sd(diffs)
         print(f"Margin ({labels[n]} - random), mean over seeds: **{m:+.2f}** points (per seed: "
@@ -118,6 +134,14 @@ for e in epochs.split():
 if "more" in names:
     more_evals = [json.loads(l) for l in (out / f"pretrain-{int(steps) + int(more)}/metrics.jsonl").read_text().splitlines()]
     evals += [dict(r, step=r["step"] + int(steps)) for r in more_evals if "eval_rtd_auc" in r]
+if "reference" in names:
+    ref = json.loads((out / "reference/metrics.jsonl").read_text().splitlines()[-1])
+    ours = [r for r in records if "eval_rtd_auc" in r][-1]
+    print(f"Held out at step {steps}, ours vs the PyTorch reference loop (the same 64 held-out lines, each side "
+          f"with its own masks and samples): MLM loss {ours['eval_mlm_loss']:.3f} vs {ref['eval_mlm_loss']:.3f}, RTD loss "
+          f"{ours['eval_rtd_loss']:.3f} vs {ref['eval_rtd_loss']:.3f}, RTD AUC {ours['eval_rtd_auc']:.3f} vs "
+          f"{ref['eval_rtd_auc']:.3f}, replaced fraction {ours['eval_replaced_fraction']:.3f} vs "
+          f"{ref['eval_replaced_fraction']:.3f}.\n")
 if evals:
     e0, e1 = evals[0], evals[-1]
     print("Pre-training on held-out lines, first -> last evaluation (step "

@@ -121,7 +121,8 @@ def decays(name):
 
 
 class XAdam:
-    """The official XAdam without bias correction, with its own global-norm clip and schedule."""
+    """The official XAdam (no bias correction unless `bias_correction` is set, as torch's AdamW
+    does it), with its own global-norm clip and schedule."""
 
     def __init__(self, named, a, peak, warmup, total):
         self.named, self.a, self.peak, self.warmup, self.total = named, a, peak, warmup, total
@@ -146,7 +147,10 @@ class XAdam:
             g = grads[n] / scale
             self.m[n].mul_(b1).add_(g, alpha=1 - b1)
             self.v[n].mul_(b2).addcmul_(g, g, value=1 - b2)
-            upd = self.m[n] / (self.v[n].sqrt() + eps)
+            m, v = self.m[n], self.v[n]
+            if self.a.get("bias_correction"):
+                m, v = m / (1 - b1 ** (self.t + 1)), v / (1 - b2 ** (self.t + 1))
+            upd = m / (v.sqrt() + eps)
             if wd > 0 and decays(n):
                 upd = upd + wd * p
             p.sub_(lr * upd)
