@@ -143,7 +143,7 @@ def main():
     train = ([tr_x[i] for i in idx], tr_y[idx])
     dev = read_tsv(f"{args.vader}/dev.tsv")
 
-    probe_rows, attn_rows, rtd_rows = [], [], []
+    probe_rows, attn_rows, rtd_rows, depth = [], [], [], 0
     for spec in args.model:
         name, d = spec.split("=", 1)
         sp = spm.SentencePieceProcessor(model_file=f"{d}/spm.model")
@@ -151,6 +151,7 @@ def main():
         acc = probes(model, sp, train, dev)
         probe_rows.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in acc.values()) + " |")
         ent = cls_attention(model, sp, dev[0][:100])
+        depth = max(depth, len(ent))
         attn_rows.append(f"| {name} | " + " | ".join(f"{e:.2f}" for e in ent) + " |")
         run = os.path.dirname(os.path.normpath(d))
         if os.path.isdir(os.path.join(run, "generator")):
@@ -165,8 +166,8 @@ def main():
     print("|---|" + "---|" * len(acc))
     print("\n".join(probe_rows) + "\n")
     print("## Entropy of [CLS]'s attention over the sentence, per layer (1.00 = uniform)\n")
-    print("| model | " + " | ".join(f"layer {i + 1}" for i in range(len(ent))) + " |")
-    print("|---|" + "---|" * len(ent))
+    print("| model | " + " | ".join(f"layer {i + 1}" for i in range(depth)) + " |")
+    print("|---|" + "---|" * depth)
     print("\n".join(attn_rows) + "\n")
     if rtd_rows:
         print("## The discriminator's RTD AUC by input (its own generator's samples)\n")
