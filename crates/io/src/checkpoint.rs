@@ -190,8 +190,9 @@ fn check_config_shapes(
         .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
         .max()
         .map(|i| i + 1);
+    // More layers in the file than in the config is left to the per-tensor listing below.
     if let Some(layers) = layers {
-        if layers != config.num_hidden_layers {
+        if config.num_hidden_layers > layers {
             return Err(mismatch("num_hidden_layers", config.num_hidden_layers, format!("{layers} layers")));
         }
     }
