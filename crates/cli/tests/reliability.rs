@@ -382,3 +382,37 @@ fn non_finite_weights_are_reported() {
     assert!(stderr.contains(&format!("tensor `{name}` holds NaN")), "{stderr}");
     assert!(stderr.contains("output `last_hidden_state` holds NaN"), "{stderr}");
 }
+
+#[test]
+fn messages_say_what_is_wrong() {
+    let dir = tmp("messages");
+    let tok = repo().join("fixtures/tokenizer/deberta_style.model");
+    let input = dir.join("pair.jsonl");
+    std::fs::write(&input, "{\"text\": \"a b c d\", \"text_pair\": \"e f g h i j k l\"}\n").unwrap();
+    let stderr = fails(
+        &[
+            "tokenize",
+            "--tokenizer",
+            s(&tok),
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join("out.jsonl")),
+            "--max-length",
+            "6",
+            "--truncation",
+            "only_first",
+        ],
+        &["pair.jsonl:1", "must be removed to fit the maximum length"],
+    );
+    assert!(!stderr.contains("fewer than"), "{stderr}");
+
+    // A line with no end (a device) is refused after a bounded read.
+    fails(
+        &["tokenize", "--tokenizer", s(&tok), "--input", "/dev/zero", "--output", s(&dir.join("z.jsonl"))],
+        &["/dev/zero:1", "without a newline"],
+    );
+
+    let help = ok(&["predict", "--help"]);
+    assert!(help.contains("question answering") && !help.contains("see `deberta predict --help`"), "{help}");
+}
