@@ -270,9 +270,41 @@ fn damaged_weights_are_refused() {
         let model = dir.join(name);
         copy_dir(&fixture, &model);
         std::fs::write(model.join("pytorch_model.bin"), &bin[..len]).unwrap();
-        fails(&["convert", "--model", s(&model), "--out", s(&dir.join("converted"))], &["pytorch_model.bin"]);
+        fails(
+            &["convert", "--model", s(&model), "--out", s(&dir.join("converted"))],
+            &["pytorch_model.bin", "damaged or truncated"],
+        );
         assert!(!dir.join("converted").exists());
     }
+    // The torch zip layout: cut short, or a flipped byte inside a storage (its CRC-32 no longer
+    // matches).
+    let fixture = repo().join("fixtures/parity/v2_conv_mlm_legacy");
+    let zip = std::fs::read(fixture.join("pytorch_model.bin")).unwrap();
+    let name = b"pytorch_model/data/3";
+    let header = zip
+        .windows(4 + 26 + name.len())
+        .position(|w| w.starts_with(b"PK\x03\x04") && w.ends_with(name))
+        .unwrap();
+    let (n, e) = (
+        u16::from_le_bytes([zip[header + 26], zip[header + 27]]) as usize,
+        u16::from_le_bytes([zip[header + 28], zip[header + 29]]) as usize,
+    );
+    let mut flipped = zip.clone();
+    flipped[header + 30 + n + e + 5] ^= 0x5a;
+    for (case, bytes, expect) in [
+        ("zip-short-by-one", &zip[..zip.len() - 1], "damaged or truncated zip archive"),
+        ("zip-flipped", &flipped[..], "zip entry `pytorch_model/data/3`: Invalid checksum"),
+    ] {
+        let model = dir.join(case);
+        copy_dir(&fixture, &model);
+        std::fs::write(model.join("pytorch_model.bin"), bytes).unwrap();
+        fails(
+            &["convert", "--model", s(&model), "--out", s(&dir.join("converted"))],
+            &["pytorch_model.bin", expect],
+        );
+        assert!(!dir.join("converted").exists());
+    }
+
     // safetensors cut short.
     let model = dir.join("safetensors");
     copy_dir(&repo().join("assets/tiny-deberta-v3"), &model);
