@@ -413,6 +413,21 @@ fn non_finite_weights_are_reported() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains(&format!("tensor `{name}` holds NaN")), "{stderr}");
     assert!(stderr.contains("output `last_hidden_state` holds NaN"), "{stderr}");
+
+    // predict refuses to print non-finite scores.
+    let model = dir.join("classifier");
+    ok(&["init", "--preset", "tiny", "--vocab-size", "2048", "--head", "seq-cls", "--out", s(&model)]);
+    std::fs::copy(repo().join("fixtures/tokenizer/deberta_style.model"), model.join("spm.model")).unwrap();
+    let file = model.join("model.safetensors");
+    let mut tensors = deberta_io::read_safetensors(&file).unwrap();
+    tensors.get_mut("classifier.weight").unwrap().data[0] = f32::NAN;
+    deberta_io::write_safetensors(&file, &tensors).unwrap();
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"hello world\"}\n").unwrap();
+    fails(
+        &["predict", "--model", s(&model), "--input", s(&input)],
+        &["tensor `classifier.weight` holds NaN", "outputs are not finite", "model.safetensors"],
+    );
 }
 
 #[test]
