@@ -84,7 +84,8 @@ fn rtd_step(args: RtdStepArgs) -> Result<()> {
         load_model::<B>(&args.discriminator, &options, &device).context("loading the discriminator")?;
     let (_, tensors) = read_model_dir(&args.discriminator)?;
     let delta = tensors.get(DELTA_KEY).map(|t| Tensor::<B, 2>::from_data(t.to_burn(), &device));
-    let (masked, replacements) = read_rtd_batch::<B>(&args.batch, &device)?;
+    let (masked, replacements) =
+        read_rtd_batch::<B>(&args.batch, gen.config.vocab_size.min(disc.config.vocab_size), &device)?;
     let lambda = match args.lambda {
         Some(l) => l,
         None => {

@@ -351,6 +351,10 @@ pub fn run(args: Args) -> Result<()> {
         bucket: !args.no_bucket,
         max_steps: args.max_steps,
     };
+    deberta_train::validate::check_finetune(&settings).map_err(anyhow::Error::msg)?;
+    model_config
+        .check_batch_memory(settings.batch_size, options.max_length, true)
+        .with_context(|| format!("{}", args.model.join("config.json").display()))?;
     let card = TaskCard {
         task: task.name(),
         generic: match &task {
@@ -365,6 +369,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut files = tokenizer_files(&tok)?;
     files.push((TASK_CARD.into(), card.to_json().into_bytes()));
     let cls_dropout = args.cls_dropout.or(args.dropout).or(r.cls_dropout);
+    // One run at a time in a directory: held until the run ends.
+    let _lock = deberta_io::lock_dir(&args.out)?;
     with_backend!(args.runtime.device, |B, device| {
         train_on::<burn::backend::Autodiff<B>>(
             &args,

@@ -55,10 +55,21 @@ fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &
         rows.rows,
         rows.len
     );
+    // Refuse an input whose activations cannot fit before the forward allocates them.
+    loaded
+        .config
+        .check_batch_memory(rows.rows * rows.choices.unwrap_or(1), rows.len, false)
+        .with_context(|| format!("{}", input.display()))?;
     let model = cast_module(loaded.model, args.inference.dtype);
     let out = model.forward(&rows.to_batch::<B>(device), rows.choices);
 
     let tensors = output_tensors(out);
+    if let Some((name, _)) = tensors.iter().find(|(_, t)| t.data.iter().any(|v| !v.is_finite())) {
+        tracing::warn!(
+            "output `{name}` holds NaN or infinite values (non-finite weights in {}?)",
+            loaded.weights_file.display()
+        );
+    }
     write_safetensors(&args.output, &tensors)?;
     for (name, t) in &tensors {
         println!("{name}: {:?}", t.shape);

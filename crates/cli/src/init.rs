@@ -25,6 +25,9 @@ pub struct Args {
     seed: u64,
     #[arg(long)]
     out: PathBuf,
+    /// Write into --out even if it is not empty (replacing a model there).
+    #[arg(long)]
+    force: bool,
 }
 
 /// The config JSON of `--preset` or `--config`.
@@ -42,6 +45,22 @@ pub fn config_json(preset: Option<&str>, config: Option<&Path>) -> Result<serde_
     })
 }
 
+/// `--out` must be new or empty unless `--force`: a model there would be overwritten.
+fn refuse_non_empty(out: &Path, force: bool) -> Result<()> {
+    let non_empty = match std::fs::read_dir(out) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            bail!("--out {}: not a directory", out.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    };
+    if non_empty && !force {
+        bail!("--out {} is not empty (it may hold a model): choose another directory, or pass --force to overwrite", out.display());
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let mut json = config_json(args.preset.as_deref(), args.config.as_deref())?;
     if let Some(v) = args.vocab_size {
@@ -54,6 +73,8 @@ pub fn run(args: Args) -> Result<()> {
     let config = DebertaConfig::from_map(map)?;
     let head = Head::from(args.head);
     config.check_head(head)?;
+    config.check_memory(head, 1.0)?;
+    refuse_non_empty(&args.out, args.force)?;
     type B = crate::backend::Cpu;
     let device = Default::default();
     B::seed(&device, args.seed);

@@ -35,7 +35,9 @@ pub struct Args {
     /// A fine-tuned HF model directory.
     #[arg(long)]
     model: PathBuf,
-    /// JSON lines (see `deberta predict --help` for the keys per head).
+    /// JSON lines; keys per head: classification {"text", "text_pair" (optional)}, multiple
+    /// choice {"text", "choices": [...]}, token classification {"text"} or {"words": [...]},
+    /// question answering {"question", "context"}.
     #[arg(long)]
     input: PathBuf,
     /// spm.model, tokenizer.json or a directory with one (default: the model directory's).
@@ -140,8 +142,30 @@ fn predict_on<B: Backend>(
     let labels = labels_of(&config);
     let token_types = config.type_vocab_size > 0;
     let path = args.input.as_path();
-    let run = |features: &[Feature]| {
-        predict_outputs(&model, features, args.batch_size.max(1), tok.pad_id(), token_types, device, |_| {})
+    let weights = loaded.weights_file.clone();
+    let run = |features: &[Feature]| -> Result<Vec<Output>> {
+        let outputs = predict_outputs(
+            &model,
+            features,
+            args.batch_size.max(1),
+            tok.pad_id(),
+            token_types,
+            device,
+            |_| {},
+        );
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        let ok = outputs.iter().all(|o| match o {
+            Output::Vector(v) => finite(v),
+            Output::Tokens(rows) => rows.iter().all(|r| finite(r)),
+            Output::Span { start, end } => finite(start) && finite(end),
+        });
+        if !ok {
+            bail!(
+                "the model's outputs are not finite (NaN or infinite): check the weights in {}",
+                weights.display()
+            );
+        }
+        Ok(outputs)
     };
     let truncate = EncodeOptions {
         max_length: Some(max_length),
@@ -167,7 +191,7 @@ fn predict_on<B: Backend>(
                     target: Target::None,
                 });
             }
-            run(&features)
+            run(&features)?
                 .iter()
                 .map(|o| {
                     let Output::Vector(v) = o else { unreachable!("sequence logits") };
@@ -212,7 +236,7 @@ fn predict_on<B: Backend>(
             for n in counts {
                 let ids: Vec<usize> = (0..features.len()).filter(|&i| all_choices[i].len() == n).collect();
                 let group: Vec<Feature> = ids.iter().map(|&i| features[i].clone()).collect();
-                for (i, o) in ids.into_iter().zip(run(&group)) {
+                for (i, o) in ids.into_iter().zip(run(&group)?) {
                     outputs[i] = Some(o);
                 }
             }
@@ -243,7 +267,7 @@ fn predict_on<B: Backend>(
             let options = FeatureOptions { max_length, doc_stride: 0 };
             let data = TaskData::new(&task, path, Examples::Ner(sentences), &labels, tok, &options)?;
             truncated = data.truncated;
-            let eval = data.score(&task, &run(&data.features), &Default::default())?;
+            let eval = data.score(&task, &run(&data.features)?, &Default::default())?;
             eval.predictions
                 .into_iter()
                 .map(|p| {
@@ -278,7 +302,7 @@ fn predict_on<B: Backend>(
             let options = FeatureOptions { max_length, doc_stride: stride };
             let data = TaskData::new(&task, path, Examples::Squad(examples), &[], tok, &options)?;
             let answer = card.map(|c| c.answer.clone()).unwrap_or_default().options(&task);
-            let eval = data.score(&task, &run(&data.features), &answer)?;
+            let eval = data.score(&task, &run(&data.features)?, &answer)?;
             eval.predictions
                 .into_iter()
                 .map(|p| {

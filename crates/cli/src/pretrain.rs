@@ -174,7 +174,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.steps == 0 || args.batch_size == 0 {
         bail!("--steps and --batch-size must be positive");
     }
+    if !args.resume {
+        // The flags' ranges, before any work (a resumed run uses its saved settings instead).
+        deberta_train::validate::check_pretrain(&settings_with(&args, Settings::default().vocabulary))
+            .map_err(anyhow::Error::msg)?;
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    // One run at a time in a directory: held until the run ends.
+    let _lock = deberta_io::lock_dir(&args.out)?;
     with_backend!(args.runtime.device, |B, device| train::<burn::backend::Autodiff<B>>(&args, &device))
 }
 
@@ -259,6 +266,10 @@ fn new_run<B: AutodiffBackend>(
 const AUTO_EVAL_LINES: usize = usize::MAX;
 
 fn settings(args: &Args, tok: &DebertaTokenizer) -> Settings {
+    settings_with(args, vocabulary(tok))
+}
+
+fn settings_with(args: &Args, vocabulary: Vocabulary) -> Settings {
     let recipe = args.recipe.defaults(args.steps);
     Settings {
         objective: args.objective.into(),
@@ -276,7 +287,7 @@ fn settings(args: &Args, tok: &DebertaTokenizer) -> Settings {
             bias_correction: args.adam_bias_correction.unwrap_or(recipe.bias_correction),
             ..Default::default()
         },
-        vocabulary: vocabulary(tok),
+        vocabulary,
         eval_lines: args.eval_lines.unwrap_or(AUTO_EVAL_LINES),
     }
 }
@@ -362,6 +373,11 @@ fn train<B: AutodiffBackend>(args: &Args, device: &B::Device) -> Result<()> {
     );
     let cache = TokenCache::build_or_open(&files, &tok, &args.out.join("cache"), |b| bar.set_position(b))?;
     bar.finish_and_clear();
+    let vocab = run
+        .discriminator_config
+        .as_ref()
+        .map_or(run.generator_config.vocab_size, |d| d.vocab_size.min(run.generator_config.vocab_size));
+    cache.check_ids(vocab)?;
     let lines = Lines::new(cache, s.seq_len, tok.cls_id(), tok.sep_id())?;
     if run.settings.eval_lines == AUTO_EVAL_LINES {
         run.settings.eval_lines = (lines.len() / 20).min(64);

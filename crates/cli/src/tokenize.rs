@@ -1,10 +1,11 @@
 //! `deberta tokenize`: JSONL texts to DeBERTa inputs, with the sentencepiece library's ids.
 
 use anyhow::{bail, Context, Result};
+use deberta_data::corpus::MAX_LINE_BYTES;
 use deberta_tokenizer::{DebertaTokenizer, EncodeOptions, Truncation};
 use rayon::prelude::*;
-use std::io::{BufRead, BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -65,10 +66,62 @@ pub fn run(args: Args) -> Result<()> {
     };
     let input =
         std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    refuse_same_file(&args.input, &args.output)?;
     let mut reader = std::io::BufReader::new(input);
+    // Written beside --output and renamed over it at the end: an error leaves an existing
+    // --output as it was.
+    // A device or pipe (`/dev/stdout`) is written directly.
+    let direct = std::fs::metadata(&args.output).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    let tmp = if direct { args.output.clone() } else { temp_path(&args.output) };
     let out =
-        std::fs::File::create(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
-    let mut out = BufWriter::new(out);
+        if direct { std::fs::OpenOptions::new().write(true).open(&tmp) } else { std::fs::File::create(&tmp) }
+            .with_context(|| format!("creating {}", tmp.display()))?;
+    let result = tokenize_into(&args, &tok, &options, &mut reader, BufWriter::new(out), &tmp, !direct);
+    let written = match result {
+        Ok(n) => n,
+        Err(e) => {
+            if !direct {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            return Err(e);
+        }
+    };
+    if !direct {
+        std::fs::rename(&tmp, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    }
+    tracing::info!("{written} lines tokenized with {}", tok.source().display());
+    println!("wrote {} ({written} lines)", args.output.display());
+    Ok(())
+}
+
+/// `--input` and `--output` must be different files (writing one would destroy the other).
+fn refuse_same_file(input: &Path, output: &Path) -> Result<()> {
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        bail!("--output {} is the --input file: writing it would destroy the input", output.display());
+    }
+    Ok(())
+}
+
+fn temp_path(output: &Path) -> PathBuf {
+    let name = output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Tokenizes every line of `reader` into `out`; returns the number of lines written.
+fn tokenize_into(
+    args: &Args,
+    tok: &DebertaTokenizer,
+    options: &EncodeOptions,
+    reader: &mut impl BufRead,
+    mut out: BufWriter<std::fs::File>,
+    tmp: &Path,
+    sync: bool,
+) -> Result<usize> {
     let (mut line_no, mut written) = (0usize, 0usize);
     let mut buf = Vec::new();
     let mut eof = false;
@@ -78,6 +131,8 @@ pub fn run(args: Args) -> Result<()> {
         while rows.len() < CHUNK {
             buf.clear();
             let n = reader
+                .by_ref()
+                .take(MAX_LINE_BYTES + 1)
                 .read_until(b'\n', &mut buf)
                 .with_context(|| format!("reading {}", args.input.display()))?;
             if n == 0 {
@@ -85,6 +140,13 @@ pub fn run(args: Args) -> Result<()> {
                 break;
             }
             line_no += 1;
+            if n as u64 > MAX_LINE_BYTES {
+                bail!(
+                    "{}:{line_no}: more than {} MiB without a newline",
+                    args.input.display(),
+                    MAX_LINE_BYTES >> 20
+                );
+            }
             let at = || format!("{}:{line_no}", args.input.display());
             let line = std::str::from_utf8(&buf).map_err(|e| anyhow::anyhow!("{}: not UTF-8 ({e})", at()))?;
             let line = line.trim_end_matches(['\n', '\r']);
@@ -105,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
             .par_iter()
             .map(|(n, text, pair)| {
                 let e = tok
-                    .encode(text, pair.as_deref(), &options)
+                    .encode(text, pair.as_deref(), options)
                     .with_context(|| format!("{}:{n}", args.input.display()))?;
                 let offsets: Vec<[usize; 2]> = e.offsets.iter().map(|&(s, e)| [s, e]).collect();
                 // Keys in the documented order.
@@ -119,12 +181,14 @@ pub fn run(args: Args) -> Result<()> {
             })
             .collect();
         for line in encoded {
-            writeln!(out, "{}", line?).with_context(|| format!("writing {}", args.output.display()))?;
+            writeln!(out, "{}", line?).with_context(|| format!("writing {}", tmp.display()))?;
             written += 1;
         }
     }
-    out.flush().with_context(|| format!("writing {}", args.output.display()))?;
-    tracing::info!("{written} lines tokenized with {}", tok.source().display());
-    println!("wrote {} ({written} lines)", args.output.display());
-    Ok(())
+    let file =
+        out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
+    if sync {
+        file.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    Ok(written)
 }

@@ -27,8 +27,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CorpusError + '_ {
 
 /// The text files named by `paths`: files as given, directories walked recursively (hidden
 /// entries skipped), in sorted order so the token stream does not depend on the file system.
+/// A directory reached twice (through symbolic links) is walked once; anything that is not a
+/// regular file or a directory (a device such as `/dev/zero`, a FIFO, a socket) is an error.
 pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CorpusError> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusError> {
+    fn walk(
+        dir: &Path,
+        seen: &mut std::collections::HashSet<PathBuf>,
+        out: &mut Vec<PathBuf>,
+    ) -> Result<(), CorpusError> {
+        if !seen.insert(std::fs::canonicalize(dir).map_err(io(dir))?) {
+            return Ok(());
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io(dir))?
             .map(|e| e.map(|e| e.path()).map_err(io(dir)))
@@ -38,21 +47,33 @@ pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CorpusError> {
             if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
                 continue;
             }
-            if path.is_dir() {
-                walk(&path, out)?;
+            let meta = std::fs::metadata(&path).map_err(io(&path))?;
+            if meta.is_dir() {
+                walk(&path, seen, out)?;
             } else {
-                out.push(path);
+                out.push(regular(&path, &meta)?);
             }
         }
         Ok(())
     }
+    fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<PathBuf, CorpusError> {
+        if meta.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(CorpusError::Invalid(format!(
+                "{}: not a regular file or a directory (devices, pipes and sockets are not corpus text)",
+                path.display()
+            )))
+        }
+    }
     let mut files = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(io(path))?;
         if meta.is_dir() {
-            walk(path, &mut files)?;
+            walk(path, &mut seen, &mut files)?;
         } else {
-            files.push(path.clone());
+            files.push(regular(path, &meta)?);
         }
     }
     if files.is_empty() {
@@ -84,10 +105,50 @@ pub struct TokenCache {
     pub path: PathBuf,
     map: Option<Mmap>,
     len: usize,
+    max_id: Option<u32>,
 }
 
 /// Lines tokenized together (in parallel) before they are appended to the cache.
 const CHUNK_LINES: usize = 4096;
+
+/// The longest line read: a file with more bytes than this without a newline is not text.
+pub const MAX_LINE_BYTES: u64 = 64 << 20;
+
+/// Reads one line (with its `\n`) into `buf`, at most [`MAX_LINE_BYTES`]; 0 at the end.
+fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    path: &Path,
+    line: usize,
+) -> Result<usize, CorpusError> {
+    use std::io::Read;
+    let n = reader.by_ref().take(MAX_LINE_BYTES + 1).read_until(b'\n', buf).map_err(io(path))?;
+    if n as u64 > MAX_LINE_BYTES {
+        return Err(CorpusError::Line {
+            path: path.to_path_buf(),
+            line,
+            message: format!(
+                "more than {} MiB without a newline: not line-oriented text",
+                MAX_LINE_BYTES >> 20
+            ),
+        });
+    }
+    Ok(n)
+}
+
+/// A hash of the cache's ids, kept in the sidecar to catch truncated or modified caches.
+fn checksum(hash: u64, ids: impl Iterator<Item = u32>) -> u64 {
+    ids.fold(hash, |h, id| (h ^ id as u64).wrapping_mul(0x100000001b3))
+}
+
+const CHECKSUM_START: u64 = 0xcbf29ce484222325;
+
+/// `tokens-<fp>.bin.meta`: the cache's token count and checksum, written after the cache.
+fn meta_path(cache: &Path) -> PathBuf {
+    let mut name = cache.file_name().unwrap_or_default().to_os_string();
+    name.push(".meta");
+    cache.with_file_name(name)
+}
 
 impl TokenCache {
     /// Opens `dir/tokens-<fingerprint>.bin`, building it first if it does not exist. The cache is
@@ -101,8 +162,11 @@ impl TokenCache {
     ) -> Result<Self, CorpusError> {
         let fp = fingerprint(files, tokenizer.source())?;
         let path = dir.join(format!("tokens-{fp:016x}.bin"));
-        if !path.exists() {
+        // A cache without its sidecar (an older version's, or a build cut short between the
+        // two renames) is rebuilt: tokenizing is deterministic.
+        if !path.exists() || !meta_path(&path).exists() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
+            let (mut count, mut hash) = (0u64, CHECKSUM_START);
             let tmp = path.with_extension("bin.tmp");
             let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
             let mut read = 0u64;
@@ -114,7 +178,7 @@ impl TokenCache {
                     let mut chunk = Vec::with_capacity(CHUNK_LINES);
                     while chunk.len() < CHUNK_LINES {
                         buf.clear();
-                        let n = reader.read_until(b'\n', &mut buf).map_err(io(file))?;
+                        let n = read_line(&mut reader, &mut buf, file, line_no + 1)?;
                         if n == 0 {
                             break;
                         }
@@ -138,12 +202,19 @@ impl TokenCache {
                     for id in ids.iter().flatten() {
                         out.write_all(&id.to_le_bytes()).map_err(io(&tmp))?;
                     }
+                    count += ids.iter().map(|l| l.len() as u64).sum::<u64>();
+                    hash = checksum(hash, ids.iter().flatten().copied());
                     progress(read);
                 }
             }
             let file = out.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
             file.sync_all().map_err(io(&tmp))?;
             std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            let meta = meta_path(&path);
+            let meta_tmp = path.with_extension("bin.meta.tmp");
+            std::fs::write(&meta_tmp, format!("tokens {count}\nchecksum {hash:016x}\n"))
+                .map_err(io(&meta_tmp))?;
+            std::fs::rename(&meta_tmp, &meta).map_err(io(&meta))?;
         }
         Self::open(&path)
     }
@@ -160,7 +231,67 @@ impl TokenCache {
         // An empty file cannot be mapped on every platform.
         // SAFETY: the cache is only ever written by renaming a finished temporary file over it.
         let map = if bytes == 0 { None } else { Some(unsafe { Mmap::map(&file) }.map_err(io(path))?) };
-        Ok(TokenCache { path: path.to_path_buf(), map, len: bytes / 4 })
+        let mut cache = TokenCache { path: path.to_path_buf(), map, len: bytes / 4, max_id: None };
+        cache.verify()?;
+        Ok(cache)
+    }
+
+    /// Checks the cache against its sidecar (token count and checksum) when there is one, and
+    /// records the largest id.
+    fn verify(&mut self) -> Result<(), CorpusError> {
+        let bytes = self.map.as_deref().unwrap_or(&[]);
+        let ids = || bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        self.max_id = ids().max();
+        let meta = meta_path(&self.path);
+        let text = match std::fs::read_to_string(&meta) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&meta)(e)),
+        };
+        let field = |key: &str| {
+            text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim).ok_or_else(|| {
+                CorpusError::Invalid(format!(
+                    "{}: no `{}` line (delete it and the cache to rebuild)",
+                    meta.display(),
+                    key.trim()
+                ))
+            })
+        };
+        let count: u64 = field("tokens ")?
+            .parse()
+            .map_err(|_| CorpusError::Invalid(format!("{}: bad `tokens` line", meta.display())))?;
+        let hash = u64::from_str_radix(field("checksum ")?, 16)
+            .map_err(|_| CorpusError::Invalid(format!("{}: bad `checksum` line", meta.display())))?;
+        let problem = if count != self.len as u64 {
+            Some(format!("holds {} tokens, its {} records {count}", self.len, meta.display()))
+        } else if checksum(CHECKSUM_START, ids()) != hash {
+            Some(format!("its checksum does not match the one in {}", meta.display()))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(CorpusError::Invalid(format!(
+                "{}: damaged token cache: {p} (truncated or modified; delete both files to rebuild)",
+                self.path.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The largest token id in the cache (`None` when it is empty).
+    pub fn max_id(&self) -> Option<u32> {
+        self.max_id
+    }
+
+    /// Every id must be a row of an embedding of `vocab_size` rows.
+    pub fn check_ids(&self, vocab_size: usize) -> Result<(), CorpusError> {
+        match self.max_id {
+            Some(id) if id as usize >= vocab_size => Err(CorpusError::Invalid(format!(
+                "{}: token id {id} is outside the model's vocabulary ({vocab_size} ids); the cache does not belong to this model (delete it to rebuild)",
+                self.path.display()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub fn len(&self) -> usize {

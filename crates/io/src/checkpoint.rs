@@ -138,6 +138,81 @@ fn snapshot(path: &str, t: HostTensor) -> TensorSnapshot {
     )
 }
 
+/// Compares the sizes `config` gives with the shapes of the checkpoint's embedding, first layer
+/// and layer count, so a config that does not describe the weights is refused before a model of
+/// its (possibly absurd) size is allocated.
+fn check_config_shapes(
+    config: &DebertaConfig,
+    tensors: &TensorMap,
+    config_path: &Path,
+    weights_file: &Path,
+) -> Result<(), IoError> {
+    let get = |key: &str| {
+        tensors.get(&format!("{BACKBONE}{key}")).or_else(|| tensors.get(key)).map(|t| t.shape.as_slice())
+    };
+    let mismatch = |key: &str, value: usize, found: String| IoError::Checkpoint {
+        path: config_path.to_path_buf(),
+        message: format!("`{key}` is {value} but {} has {found}", weights_file.display()),
+    };
+    if let Some(shape) = get("embeddings.word_embeddings.weight") {
+        if shape.first() != Some(&config.vocab_size) {
+            return Err(mismatch(
+                "vocab_size",
+                config.vocab_size,
+                format!("word embeddings of shape {shape:?}"),
+            ));
+        }
+    }
+    if let Some(shape) = get("embeddings.LayerNorm.weight") {
+        if shape.first() != Some(&config.hidden_size) {
+            return Err(mismatch(
+                "hidden_size",
+                config.hidden_size,
+                format!("embeddings.LayerNorm of shape {shape:?}"),
+            ));
+        }
+    }
+    if let Some(shape) = get("encoder.layer.0.intermediate.dense.weight") {
+        if shape != [config.intermediate_size, config.hidden_size] {
+            return Err(mismatch(
+                "intermediate_size/hidden_size",
+                config.intermediate_size,
+                format!(
+                    "encoder.layer.0.intermediate.dense.weight of shape {shape:?} (expected [{}, {}])",
+                    config.intermediate_size, config.hidden_size
+                ),
+            ));
+        }
+    }
+    let layers = tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix(BACKBONE).unwrap_or(k).strip_prefix("encoder.layer."))
+        .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map(|i| i + 1);
+    // More layers in the file than in the config is left to the per-tensor listing below.
+    if let Some(layers) = layers {
+        if config.num_hidden_layers > layers {
+            return Err(mismatch("num_hidden_layers", config.num_hidden_layers, format!("{layers} layers")));
+        }
+    }
+    Ok(())
+}
+
+/// Warns (naming the first) when the checkpoint holds NaN or infinite weights: the model loads,
+/// but its outputs will not be finite.
+fn warn_non_finite(tensors: &TensorMap, weights_file: &Path) {
+    let bad: Vec<&String> =
+        tensors.iter().filter(|(_, t)| t.data.iter().any(|v| !v.is_finite())).map(|(k, _)| k).collect();
+    if let Some(first) = bad.first() {
+        tracing::warn!(
+            "{}: tensor `{first}` holds NaN or infinite values ({} tensor(s) in all): outputs will not be finite",
+            weights_file.display(),
+            bad.len()
+        );
+    }
+}
+
 /// Loads `config.json` and the weights of an HF directory into a model on `device`.
 pub fn load_model<B: Backend>(
     dir: &Path,
@@ -152,6 +227,12 @@ pub fn load_model<B: Backend>(
     };
     config.check_head(head).map_err(|error| IoError::Config { path: dir.join("config.json"), error })?;
     let (weights_file, tensors) = read_model_dir(dir)?;
+    // Before anything is allocated: the config must describe these weights, and fit in memory.
+    check_config_shapes(&config, &tensors, &dir.join("config.json"), &weights_file)?;
+    config
+        .check_memory(head, 1.0)
+        .map_err(|error| IoError::Config { path: dir.join("config.json"), error })?;
+    warn_non_finite(&tensors, &weights_file);
     let mut model = DebertaModel::<B>::new(&config, head, device);
     let has_position_table = model.deberta.embeddings.position_embeddings.is_some();
 

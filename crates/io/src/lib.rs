@@ -44,10 +44,38 @@ pub enum IoError {
     NoWeights { dir: PathBuf },
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
+    #[error("{dir}: another run is using this directory (it holds {dir}/.lock); wait for it to finish or choose another --out")]
+    Locked { dir: PathBuf },
 }
 
 impl IoError {
     pub fn file(path: &Path, source: std::io::Error) -> Self {
         IoError::File { path: path.to_path_buf(), error: source }
+    }
+}
+
+/// An advisory lock on a run directory (`DIR/.lock`), held until dropped, so that two runs never
+/// write into the same directory at once. The operating system releases it when the process
+/// exits, however it exits.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Creates `dir` if needed and locks it; an error names the directory when another process
+/// holds the lock.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, IoError> {
+    std::fs::create_dir_all(dir).map_err(|e| IoError::file(dir, e))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| IoError::file(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(IoError::Locked { dir: dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(IoError::file(&path, e)),
     }
 }

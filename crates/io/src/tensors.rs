@@ -102,6 +102,18 @@ pub fn read_sharded(
     }
     let mut out = TensorMap::new();
     for (file, names) in shards {
+        // Shards are files next to the index: no absolute paths, no `..`.
+        let relative = Path::new(file);
+        if file.is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+        {
+            return Err(IoError::Corrupt {
+                path: index_path.to_path_buf(),
+                message: format!("shard {file:?} is not a file inside the model directory"),
+            });
+        }
         let shard_path = dir.join(file);
         let mut tensors = read_shard(&shard_path)?;
         for name in names {
@@ -115,12 +127,106 @@ pub fn read_sharded(
     Ok(out)
 }
 
+/// Checks a torch zip checkpoint end to end before burn-store reads it (it pads short storages
+/// with zeros and falls back to other layouts when the archive does not open): the archive must
+/// open, and every entry must read back to its recorded size with a matching CRC-32. Files that
+/// are not zip archives (the legacy layout) pass through.
+fn check_torch_zip(path: &Path) -> Result<(), IoError> {
+    use std::io::Read;
+    let corrupt = |message: String| IoError::Corrupt { path: path.to_path_buf(), message };
+    let mut file = std::fs::File::open(path).map_err(|e| IoError::file(path, e))?;
+    let mut magic = [0u8; 4];
+    let n = file.read(&mut magic).map_err(|e| IoError::file(path, e))?;
+    if n < 4 || magic != *b"PK\x03\x04" {
+        return Ok(());
+    }
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| corrupt(format!("damaged or truncated zip archive ({e})")))?;
+    let mut buf = vec![0u8; 1 << 20];
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
+        let name = entry.name().map(|n| n.to_string()).unwrap_or_else(|_| format!("#{i}"));
+        let expected = entry.size();
+        let mut read = 0u64;
+        loop {
+            match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => read += n as u64,
+                Err(e) => return Err(corrupt(format!("zip entry `{name}`: {e} (damaged or truncated)"))),
+            }
+        }
+        if read != expected {
+            return Err(corrupt(format!(
+                "zip entry `{name}`: {read} bytes, expected {expected} (truncated)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the raw storages of a legacy (pre-1.6) torch file fill its data section exactly.
+/// That section is one record per storage, in the order of the storage-key list: a u64 element
+/// count, then the elements. burn-store reads a record cut short as zeros, so a truncated file
+/// would load silently. `sizes` are the element sizes the file's tensors use. Returns an error
+/// message, or `None` when the file is consistent (or is not in the legacy layout).
+fn legacy_storage_problem(path: &Path, sizes: &[usize]) -> Option<String> {
+    use burn_store::pytorch::pickle_reader::{read_pickle, skip_pickle, Object};
+    use std::io::{Read, Seek};
+    let mut r = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    let mut magic = [0u8; 2];
+    r.read_exact(&mut magic).ok()?;
+    if magic != [0x80, 0x02] {
+        return None;
+    }
+    r.rewind().ok()?;
+    for _ in 0..3 {
+        read_pickle(&mut r).ok()?;
+    }
+    skip_pickle(&mut r).ok()?;
+    let Ok(Object::List(keys)) = read_pickle(&mut r) else { return None };
+    let start = r.stream_position().ok()?;
+    let mut data = Vec::new();
+    r.read_to_end(&mut data).ok()?;
+    // Depth-first over the element size of each record (one size in practice; a few at most).
+    fn tiles(data: &[u8], pos: usize, left: usize, sizes: &[usize], budget: &mut usize) -> bool {
+        if left == 0 {
+            return pos == data.len();
+        }
+        let Some(head) = data.get(pos..pos + 8) else { return false };
+        let count = u64::from_le_bytes(head.try_into().expect("8 bytes")) as usize;
+        sizes.iter().any(|&e| {
+            *budget = budget.saturating_sub(1);
+            *budget > 0
+                && count
+                    .checked_mul(e)
+                    .and_then(|n| n.checked_add(pos + 8))
+                    .is_some_and(|next| next <= data.len() && tiles(data, next, left - 1, sizes, budget))
+        })
+    }
+    let mut budget = 100_000;
+    if tiles(&data, 0, keys.len(), sizes, &mut budget) || budget == 0 {
+        return None;
+    }
+    Some(format!(
+        "damaged or truncated: the {} bytes after byte {start} do not hold the {} storages the file lists",
+        data.len(),
+        keys.len()
+    ))
+}
+
 /// Reads a `pytorch_model.bin` (torch zip format or the pre-1.6 legacy pickle layout).
 pub fn read_pytorch(path: &Path) -> Result<TensorMap, IoError> {
+    check_torch_zip(path)?;
     let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| IoError::Corrupt {
         path: path.to_path_buf(),
         message: format!("not a readable PyTorch checkpoint: {e}"),
     })?;
+    let mut sizes: Vec<usize> = reader.tensors().values().map(|t| t.dtype.size()).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if let Some(message) = legacy_storage_problem(path, &sizes) {
+        return Err(IoError::Corrupt { path: path.to_path_buf(), message });
+    }
     let mut out = TensorMap::new();
     for (name, snapshot) in reader.into_tensors() {
         let data = snapshot.to_data().map_err(|e| IoError::Tensor {
@@ -131,6 +237,14 @@ pub fn read_pytorch(path: &Path) -> Result<TensorMap, IoError> {
         if !data.dtype.is_float() {
             // Buffers such as `position_ids` (int64) are not weights.
             continue;
+        }
+        let needed = data.num_elements() * data.dtype.size();
+        if data.bytes.len() != needed {
+            return Err(IoError::Tensor {
+                path: path.to_path_buf(),
+                name,
+                message: format!("{} bytes of data, its shape needs {needed}", data.bytes.len()),
+            });
         }
         out.insert(name, HostTensor::from_burn(data));
     }

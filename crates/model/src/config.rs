@@ -16,6 +16,9 @@ pub enum ConfigError {
     NotAnObject,
     #[error("config JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The model would not fit in memory (see [`crate::memory`]).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -480,6 +483,32 @@ impl DebertaConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Refuses a model whose parameters (times `copies`: 1 to run it, 4 to train it with Adam:
+    /// weights, gradients, two moments) would not fit in memory, before anything is allocated.
+    pub fn check_memory(&self, head: Head, copies: f64) -> Result<(), ConfigError> {
+        let n = crate::memory::parameter_count(self, head);
+        crate::memory::check_fits(
+            &format!(
+                "a model of vocab_size {}, hidden_size {}, num_hidden_layers {} ({n:.3e} parameters{})",
+                self.vocab_size,
+                self.hidden_size,
+                self.num_hidden_layers,
+                if copies > 1.0 { ", with gradients and optimiser state" } else { "" }
+            ),
+            4.0 * n * copies,
+        )
+        .map_err(ConfigError::TooLarge)
+    }
+
+    /// Refuses a batch of `rows` x `len` tokens whose activations would not fit in memory.
+    pub fn check_batch_memory(&self, rows: usize, len: usize, training: bool) -> Result<(), ConfigError> {
+        crate::memory::check_fits(
+            &format!("a batch of {rows} row(s) x {len} tokens"),
+            crate::memory::activation_bytes(self, rows, len, training),
+        )
+        .map_err(ConfigError::TooLarge)
     }
 
     /// `max_relative_positions` with HF's `< 1 -> max_position_embeddings` rule.

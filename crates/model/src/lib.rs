@@ -6,6 +6,7 @@ pub mod deberta;
 pub mod fast;
 pub mod heads;
 pub mod loss;
+pub mod memory;
 pub mod position;
 
 pub use config::{Activation, ConfigError, DebertaConfig, Head};

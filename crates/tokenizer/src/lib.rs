@@ -574,7 +574,7 @@ fn truncate(
         (Truncation::LongestFirst, false) | (Truncation::OnlyFirst, _) => {
             if na <= to_remove {
                 return Err(TokenizerError::Truncation(format!(
-                    "the first sequence has {na} tokens, fewer than the {to_remove} to remove"
+                    "the first sequence has {na} tokens but {to_remove} must be removed to fit the maximum length, which would leave none of it (raise the maximum length or truncate the other sequence)"
                 )));
             }
             (na - to_remove, nb)
@@ -585,7 +585,7 @@ fn truncate(
         (Truncation::OnlySecond, true) => {
             if nb <= to_remove {
                 return Err(TokenizerError::Truncation(format!(
-                    "the second sequence has {nb} tokens, fewer than the {to_remove} to remove"
+                    "the second sequence has {nb} tokens but {to_remove} must be removed to fit the maximum length, which would leave none of it (raise the maximum length or truncate the other sequence)"
                 )));
             }
             (na, nb - to_remove)

@@ -28,8 +28,10 @@ pub const DELTA_KEY: &str = "deberta.embeddings.word_embeddings._weight";
 
 /// The fixed batch: `input_ids` (with [MASK] at picks), `attention_mask`, `labels` (original id
 /// at picks, 0 elsewhere) and `replacements` (the sampled id at picks, 0 elsewhere), all `[B][L]`.
+/// Every id must lie in `[0, vocab_size)`.
 pub fn read_rtd_batch<B: Backend>(
     path: &Path,
+    vocab_size: usize,
     device: &B::Device,
 ) -> Result<(MaskedBatch<B>, Vec<i64>), IoError> {
     let err = |message: String| IoError::Input { path: path.to_path_buf(), message };
@@ -51,6 +53,15 @@ pub fn read_rtd_batch<B: Backend>(
         }
         if out.is_empty() {
             return Err(err(format!("`{key}` is empty")));
+        }
+        if key != "attention_mask" {
+            if let Some((k, x)) = out.iter().enumerate().find(|(_, &x)| x < 0 || x >= vocab_size as i64) {
+                return Err(err(format!(
+                    "`{key}[{}][{}]` is {x}, outside the vocabulary [0, {vocab_size})",
+                    k / len.max(1),
+                    k % len.max(1)
+                )));
+            }
         }
         Ok((out, [rows.len(), len]))
     };

@@ -10,3 +10,4 @@ pub mod optim;
 pub mod pretrain;
 pub mod rtd;
 pub mod state;
+pub mod validate;

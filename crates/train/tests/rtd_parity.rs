@@ -18,7 +18,8 @@ fn one_rtd_step_matches_pytorch() {
     let disc = load_model::<B>(&dir.join("discriminator"), &LoadOptions::default(), &device).unwrap();
     let (_, tensors) = read_model_dir(&dir.join("discriminator")).unwrap();
     let delta = Tensor::<B, 2>::from_data(tensors[DELTA_KEY].to_burn(), &device);
-    let (masked, replacements) = read_rtd_batch::<B>(&dir.join("batch.json"), &device).unwrap();
+    let (masked, replacements) =
+        read_rtd_batch::<B>(&dir.join("batch.json"), gen.config.vocab_size, &device).unwrap();
     let ours = rtd_step_gradients(
         gen.model,
         &gen.config,

@@ -8,9 +8,18 @@ use std::process::Command;
 
 /// Runs the `deberta` binary: (success, stdout, stderr).
 pub fn deberta(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_deberta")).args(args).output().unwrap();
+    let (code, stdout, stderr) = deberta_env(args, &[]);
+    (code == Some(0), stdout, stderr)
+}
+
+/// Runs the `deberta` binary with `env` added to its environment: (exit code, stdout, stderr);
+/// the code is `None` when a signal ended it.
+pub fn deberta_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deberta"));
+    cmd.args(args).envs(env.iter().copied());
+    let out = cmd.output().unwrap();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
@@ -23,14 +32,25 @@ pub fn ok(args: &[&str]) -> String {
     stdout
 }
 
-/// Runs `deberta` expecting a clean failure (no panic) whose stderr holds every `expect`.
-pub fn fails(args: &[&str], expect: &[&str]) {
-    let (ok, _, stderr) = deberta(args);
-    assert!(!ok, "deberta {} succeeded", args.join(" "));
+/// Runs `deberta` expecting a clean failure whose stderr holds every `expect`; returns stderr.
+pub fn fails(args: &[&str], expect: &[&str]) -> String {
+    fails_env(args, &[], expect)
+}
+
+/// [`fails`] with `env` added to the environment. A clean failure is an error exit: not success,
+/// not a panic (exit 101, "panicked"), not a signal (an allocator abort or the OOM killer).
+pub fn fails_env(args: &[&str], env: &[(&str, &str)], expect: &[&str]) -> String {
+    let (code, _, stderr) = deberta_env(args, env);
+    assert!(
+        matches!(code, Some(c) if c != 0 && c != 101),
+        "deberta {}: exit {code:?}\n{stderr}",
+        args.join(" ")
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     for e in expect {
         assert!(stderr.contains(e), "expected {e:?} in:\n{stderr}");
     }
+    stderr
 }
 
 /// The repository root.

@@ -447,6 +447,8 @@ impl<B: AutodiffBackend> Pretrainer<B> {
         let discriminator_config = config("discriminator_config")?;
         let count = |key: &str| state[key].as_u64().ok_or_else(|| corrupt(format!("`{key}` is not a count")));
         let step = count("step")?;
+        crate::validate::check_pretrain_run(&settings, &generator_config, discriminator_config.as_ref())
+            .map_err(|e| corrupt(format!("the saved run cannot continue: {e}")))?;
 
         let mut run = Self::new(settings, generator_config, discriminator_config, device);
         let file = checkpoint.join("generator.safetensors");

@@ -132,6 +132,8 @@ impl<B: AutodiffBackend> Pretrainer<B> {
         let rtd = settings.objective == super::Objective::Rtd;
         let generator = if rtd { generator_config(&config, generator_layers)? } else { config.clone() };
         generator.check_head(Head::EnhancedMaskDecoderLm)?;
+        crate::validate::check_pretrain_run(&settings, &generator, rtd.then_some(&config))
+            .map_err(PretrainError::Invalid)?;
         Ok(Pretrainer::new(settings, generator, rtd.then_some(config), device))
     }
 
@@ -147,6 +149,7 @@ impl<B: AutodiffBackend> Pretrainer<B> {
         device: &B::Device,
         mut on_init: impl FnMut(&Path, &str),
     ) -> Result<(Self, DebertaConfig)> {
+        crate::validate::check_pretrain(&settings).map_err(PretrainError::Invalid)?;
         let mut load = |path: &Path, head: Head| -> Result<(DebertaConfig, DebertaModel<B>)> {
             let opts = LoadOptions { head: Some(head), init_missing_head: true };
             B::seed(device, settings.seed);
@@ -160,6 +163,7 @@ impl<B: AutodiffBackend> Pretrainer<B> {
         if settings.objective == super::Objective::Mlm {
             let path = if exported { dir.join("generator") } else { dir.to_path_buf() };
             let (config, model) = load(&path, Head::EnhancedMaskDecoderLm)?;
+            crate::validate::check_pretrain_run(&settings, &config, None).map_err(PretrainError::Invalid)?;
             return Ok((Self::assemble(settings, config.clone(), model, None, None, device), config));
         }
         let disc_dir = if exported { dir.join("discriminator") } else { dir.to_path_buf() };
@@ -170,6 +174,8 @@ impl<B: AutodiffBackend> Pretrainer<B> {
             let c = generator_config(&disc_config, generator_layers)?;
             (c.clone(), DebertaModel::<B>::new(&c, Head::EnhancedMaskDecoderLm, device))
         };
+        crate::validate::check_pretrain_run(&settings, &gen_config, Some(&disc_config))
+            .map_err(PretrainError::Invalid)?;
         if settings.sharing != EmbeddingSharing::Nes {
             let merged = disc_model.deberta.embeddings.word_embeddings.weight.val();
             if merged.dims() != generator.deberta.embeddings.word_embeddings.weight.dims() {
