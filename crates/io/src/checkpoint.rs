@@ -1,7 +1,7 @@
 //! Hugging Face model directories <-> [`DebertaModel`].
 //!
-//! Our module paths are the checkpoint names (see `deberta-model`), so loading is this table of
-//! renames plus burn-store's PyTorch adapter (Linear weights transposed, LayerNorm
+//! Our module paths are the checkpoint names (docs/model.md, "Checkpoint names"), so loading is
+//! this table of renames plus burn-store's PyTorch adapter (Linear weights transposed, LayerNorm
 //! weight/bias <-> gamma/beta):
 //!
 //! | checkpoint key                                  | module path                          |

@@ -1,6 +1,7 @@
 //! The DeBERTa-v2/v3 encoder, top to bottom as HF's `modeling_deberta_v2.py`
 //! (our parity oracle) lays it out. Field names are the checkpoint names, so a checkpoint
 //! key is a path through these structs (`self` is a Rust keyword: that one field is `self_attn`).
+//! The equations, with the section numbers of the banners below, are in docs/model.md.
 
 #![allow(non_snake_case)] // `LayerNorm` fields mirror the checkpoint names.
 

@@ -1,4 +1,5 @@
-//! Fused f32 inference kernels for the Flex CPU backend.
+//! Fused f32 inference kernels for the Flex CPU backend, and the one seam that decides where they
+//! (and rayon splits and cached projections) apply (docs/model.md, "The fused-kernel seam").
 //!
 //! The generic layer code (deberta.rs) is the reference and the only path under autodiff and on
 //! other backends. On plain `Flex` with f32 tensors, two pieces of it run here instead, because

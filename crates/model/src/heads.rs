@@ -1,4 +1,4 @@
-//! 3.6 Task heads, named as in checkpoints, and the task model that puts one on the encoder.
+//! 3.6 Task heads (docs/model.md), named as in checkpoints, and the task model that puts one on the encoder.
 
 #![allow(non_snake_case)]
 

@@ -1,5 +1,5 @@
-//! Relative positions (HF's `make_log_bucket_position`): the log-bucket map and the per-length
-//! row table.
+//! Relative positions (HF's `make_log_bucket_position`; docs/model.md, 3.3): the log-bucket map
+//! and the per-length row table.
 //!
 //! The table is pure integer/f64 host arithmetic, computed once per sequence length and cached:
 //! it is the same for every layer, batch and call. HF recomputes it in float32 on the device
