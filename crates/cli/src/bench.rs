@@ -6,7 +6,7 @@ use crate::backend::{cast_module, init_dtype, Dtype};
 use crate::flags::{preset_parser, Inference};
 use crate::init::config_json;
 use crate::with_backend;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use deberta_model::{Batch, DebertaConfig, DebertaModel, Head};
@@ -52,6 +52,10 @@ pub fn run(args: Args) -> Result<()> {
         unreachable!("presets are objects")
     };
     let config = DebertaConfig::from_map(map)?;
+    // Refuse a shape whose activations cannot fit before the first forward allocates them.
+    config
+        .check_batch_memory(args.batch, args.seq_len, args.train)
+        .with_context(|| format!("--batch {} --seq-len {}", args.batch, args.seq_len))?;
     if args.train {
         if args.inference.dtype != Dtype::F32 {
             bail!("--train runs in f32 (burn 0.21 has no mixed-precision training); drop --dtype");

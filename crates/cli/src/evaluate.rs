@@ -71,6 +71,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let answer = args.answer.resolve(card.as_ref().map(|c| &c.answer));
     let batch = args.eval_batch_size.or(card.as_ref().map(|c| c.eval_batch_size)).unwrap_or(64);
+    config
+        .check_batch_memory(batch, options.max_length, false)
+        .with_context(|| format!("--eval-batch-size {batch} --max-length {}", options.max_length))?;
     let sets = task
         .dev_files(&args.data)?
         .iter()

@@ -181,6 +181,16 @@ fn absurd_sizes_are_refused_before_allocating() {
 
     let (_, args) = pretrain_workspace("seq-len");
     fails_env(&with(&args, &["--seq-len", "100000"]), &memory, &["--seq-len 100000", "needs about"]);
+
+    // bench builds its model from a preset: the shape alone must be refused.
+    for train in [false, true] {
+        let mut args =
+            vec!["bench", "--preset", "tiny", "--batch", "64", "--seq-len", "100000", "--runs", "1"];
+        if train {
+            args.push("--train");
+        }
+        fails_env(&args, &memory, &["--batch 64 --seq-len 100000", "needs about"]);
+    }
 }
 
 #[test]
