@@ -229,7 +229,7 @@ pub struct Args {
     /// Epochs (default: the task's recipe).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Peak learning rate (default: the recipe's, tuned for DeBERTaV3-large).
+    /// Peak learning rate, > 0 (default: the recipe's, tuned for DeBERTaV3-large).
     #[arg(long)]
     lr: Option<f64>,
     /// Examples per forward/backward (default: the recipe's batch size).
@@ -241,7 +241,7 @@ pub struct Args {
     /// Warmup steps (default: the recipe's).
     #[arg(long, conflicts_with = "warmup_ratio")]
     warmup_steps: Option<u64>,
-    /// Warmup as a fraction of the optimiser steps.
+    /// Warmup as a fraction of the optimiser steps, in [0, 1].
     #[arg(long)]
     warmup_ratio: Option<f64>,
     /// Classifier dropout (default: the recipe's, else the model config's).
@@ -253,20 +253,25 @@ pub struct Args {
     dropout: Option<f64>,
     #[command(flatten)]
     features: FeatureFlags,
+    /// Decoupled weight decay, >= 0 (not on biases and LayerNorm parameters).
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
+    /// Global gradient-norm clip, > 0 (0 turns clipping off).
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
+    /// Adam's epsilon, > 0.
     #[arg(long, default_value_t = 1e-6)]
     adam_epsilon: f64,
+    /// Adam's first-moment decay, in [0, 1).
     #[arg(long, default_value_t = 0.9)]
     adam_beta1: f64,
+    /// Adam's second-moment decay, in [0, 1).
     #[arg(long, default_value_t = 0.999)]
     adam_beta2: f64,
     /// Adam without bias correction (the official XAdam) instead of torch's AdamW.
     #[arg(long)]
     no_bias_correction: bool,
-    /// Layer-wise learning-rate decay factor (e.g. 0.9): layer i of N gets lr * d^(N-i).
+    /// Layer-wise learning-rate decay factor d in (0, 1] (e.g. 0.9): layer i of N gets lr * d^(N-i).
     #[arg(long)]
     llrd: Option<f64>,
     #[arg(long, default_value_t = 42)]
@@ -342,7 +347,7 @@ pub fn run(args: Args) -> Result<()> {
             beta2: args.adam_beta2,
             epsilon: args.adam_epsilon,
             weight_decay: args.weight_decay,
-            max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+            max_grad_norm: (args.max_grad_norm != 0.0).then_some(args.max_grad_norm),
             bias_correction: !args.no_bias_correction,
         },
         llrd: args.llrd,

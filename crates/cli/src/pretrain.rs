@@ -61,8 +61,8 @@ pub struct Args {
     /// lr 3e-4). --lr, --warmup-steps, --adam-bias-correction and --rtd-lambda override either.
     #[arg(long, value_enum, default_value_t = RecipeArg::Small)]
     recipe: RecipeArg,
-    /// Weight of the RTD loss (default: the recipe's, 10 as in the official code; the paper and
-    /// ELECTRA: 50).
+    /// Weight of the RTD loss, >= 0 (default: the recipe's, 10 as in the official code; the paper
+    /// and ELECTRA: 50).
     #[arg(long)]
     rtd_lambda: Option<f64>,
     /// Optimiser steps (the default fits the main job, about 5 minutes on 2 cores).
@@ -73,14 +73,16 @@ pub struct Args {
     /// Tokens per line including [CLS] and [SEP] (the official recipe: 512).
     #[arg(long, default_value_t = 128)]
     seq_len: usize,
-    /// Peak learning rate (default: the recipe's).
+    /// Peak learning rate, > 0 (default: the recipe's).
     #[arg(long)]
     lr: Option<f64>,
     /// Linear warmup steps (default: the recipe's).
     #[arg(long)]
     warmup_steps: Option<u64>,
+    /// Decoupled weight decay, >= 0 (not on biases and LayerNorm parameters).
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
+    /// Global gradient-norm clip, > 0.
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
     /// Correct Adam's moment start-up bias as torch's AdamW does (`true`/`false`; default: the

@@ -360,8 +360,14 @@ fn finetune_flags_and_lock() {
         ("--adam-beta1=2", "--adam-beta1 2: must be in [0, 1)"),
         ("--adam-epsilon=0", "--adam-epsilon 0: must be positive"),
         ("--weight-decay=NaN", "--weight-decay NaN: must be a finite number"),
+        ("--max-grad-norm=-3", "--max-grad-norm -3: must be positive"),
     ] {
         fails(&[&base[..], &[flag]].concat(), &[expect]);
+    }
+    // Every range is stated where users look first.
+    let help = ok(&["finetune", "--help"]);
+    for range in ["> 0", "in [0, 1]", "in (0, 1]", "in [0, 1)", ">= 0"] {
+        assert!(help.contains(range), "finetune --help does not state {range:?}:\n{help}");
     }
     std::fs::create_dir_all(&out).unwrap();
     let lock = std::fs::File::create(out.join(".lock")).unwrap();
