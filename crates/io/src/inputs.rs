@@ -49,6 +49,9 @@ impl Ctx<'_> {
             } else {
                 vec![(format!("{key}[{b}]"), item)]
             };
+            if rows.is_empty() {
+                return Err(self.err(format!("`{key}[{b}]` has no choices")));
+            }
             let mut lens = Vec::new();
             for (name, row) in &rows {
                 let row =

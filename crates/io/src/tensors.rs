@@ -182,9 +182,31 @@ fn legacy_storage_problem(path: &Path, sizes: &[usize]) -> Option<String> {
     for _ in 0..3 {
         read_pickle(&mut r).ok()?;
     }
-    skip_pickle(&mut r).ok()?;
-    let Ok(Object::List(keys)) = read_pickle(&mut r) else { return None };
+    // Magic number, protocol and sys-info parsed: the file is in the legacy layout, so what does
+    // not parse from here on is damage (burn-store would otherwise guess where the data starts).
+    let model_start = r.stream_position().ok()?;
+    if skip_pickle(&mut r).is_err() {
+        return Some("damaged or truncated: the model pickle does not parse".into());
+    }
+    let model_end = r.stream_position().ok()?;
+    let Ok(Object::List(keys)) = read_pickle(&mut r) else {
+        return Some("damaged or truncated: the storage-key list does not parse".into());
+    };
     let start = r.stream_position().ok()?;
+    // Every storage the key list names must be one the model pickle refers to (burn-store
+    // matches them by key; a damaged key would make it read the storages from the wrong place).
+    let mut model = vec![0u8; (model_end - model_start) as usize];
+    r.seek(std::io::SeekFrom::Start(model_start)).ok()?;
+    r.read_exact(&mut model).ok()?;
+    for key in &keys {
+        let Object::String(key) = key else {
+            return Some(format!("damaged: storage key {key:?} is not a string"));
+        };
+        if key.is_empty() || !model.windows(key.len()).any(|w| w == key.as_bytes()) {
+            return Some(format!("damaged: storage key {key:?} is not used by any tensor"));
+        }
+    }
+    r.seek(std::io::SeekFrom::Start(start)).ok()?;
     let mut data = Vec::new();
     r.read_to_end(&mut data).ok()?;
     // Depth-first over the element size of each record (one size in practice; a few at most).
