@@ -114,8 +114,9 @@ def main():
     acc = {"mlm_loss": 0.0, "rtd_loss": 0.0, "replaced_fraction": 0.0}
     start = time.time()
 
-    def rtd_step(x, lab, u, m, train_mode=True):
-        """Generator MLM loss, its samples, the discriminator's logits and RTD loss."""
+    def rtd_step(x, lab, u, m):
+        """The generator's MLM loss over the picks, and the discriminator's input: the picks
+        replaced by samples drawn with `u`, the replaced-token targets, the pick mask."""
         sel = lab.reshape(-1) > 0
         _, o = gen(x, m)
         logits = o["logits"].reshape(-1, o["logits"].shape[-1])[sel]

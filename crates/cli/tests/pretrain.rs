@@ -4,49 +4,17 @@
 
 mod common;
 
-use common::{deberta, repo, scratch};
+use common::{deberta, pretrain_args, pretrain_workspace, repo};
 use std::path::{Path, PathBuf};
 
-/// A fresh directory for one test, with a 300-line corpus and a small discriminator config.
 fn workspace(name: &str) -> PathBuf {
-    let dir = scratch("pretrain", name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(repo().join("assets/corpus/text/moby-dick.txt")).unwrap();
-    let lines: Vec<&str> = text.lines().take(300).collect();
-    std::fs::write(dir.join("corpus.txt"), lines.join("\n")).unwrap();
-    let config = serde_json::json!({
-        "model_type": "deberta-v2", "vocab_size": 8001, "hidden_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
-        "relative_attention": true, "position_buckets": 8, "max_relative_positions": -1,
-        "pos_att_type": ["p2c", "c2p"], "norm_rel_ebd": "layer_norm", "share_att_key": true,
-        "position_biased_input": false, "type_vocab_size": 0, "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "layer_norm_eps": 1e-7,
-        "pad_token_id": 0
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    dir
+    pretrain_workspace("pretrain", name)
 }
 
 fn common(dir: &Path, out: &str) -> Vec<String> {
-    let p = |s: &str| dir.join(s).to_string_lossy().to_string();
-    [
-        "pretrain",
-        "--corpus",
-        &p("corpus.txt"),
-        "--tokenizer",
-        &repo().join("assets/corpus/spm.model").to_string_lossy(),
-        "--config",
-        &p("config.json"),
-        "--seq-len",
-        "40",
-        "--batch-size",
-        "3",
-        "--out",
-        &p(out),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = pretrain_args(dir, out);
+    args.extend(["--seq-len", "40"].map(str::to_string));
+    args
 }
 
 fn run(args: Vec<String>, extra: &[&str]) -> (bool, String, String) {

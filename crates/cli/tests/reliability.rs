@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{deberta_env, fails, fails_env, ok, repo, scratch};
+use common::{deberta_env, fails, fails_env, ok, pretrain_args, repo, scratch};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -61,40 +61,11 @@ fn rtd_step_ids_out_of_range() {
     }
 }
 
-/// A 300-line corpus, a small discriminator config and the flags of a small pre-training run.
+/// A 300-line corpus, a small discriminator config and the flags of a two-step pre-training run.
 fn pretrain_workspace(name: &str) -> (PathBuf, Vec<String>) {
-    let dir = tmp(name);
-    let text = std::fs::read_to_string(repo().join("assets/corpus/text/moby-dick.txt")).unwrap();
-    let lines: Vec<&str> = text.lines().take(300).collect();
-    std::fs::write(dir.join("corpus.txt"), lines.join("\n")).unwrap();
-    let config = serde_json::json!({
-        "model_type": "deberta-v2", "vocab_size": 8001, "hidden_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
-        "relative_attention": true, "position_buckets": 8, "max_relative_positions": -1,
-        "pos_att_type": ["p2c", "c2p"], "norm_rel_ebd": "layer_norm", "share_att_key": true,
-        "position_biased_input": false, "type_vocab_size": 0, "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "layer_norm_eps": 1e-7,
-        "pad_token_id": 0
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let p = |name: &str| dir.join(name).to_string_lossy().to_string();
-    let spm = repo().join("assets/corpus/spm.model").to_string_lossy().to_string();
-    let args = [
-        "pretrain",
-        "--corpus",
-        &p("corpus.txt"),
-        "--tokenizer",
-        &spm,
-        "--config",
-        &p("config.json"),
-        "--batch-size",
-        "3",
-        "--steps",
-        "2",
-        "--out",
-        &p("run"),
-    ];
-    let args = args.iter().map(|a| a.to_string()).collect();
+    let dir = common::pretrain_workspace("reliability", name);
+    let mut args = pretrain_args(&dir, "run");
+    args.extend(["--steps", "2"].map(str::to_string));
     (dir, args)
 }
 

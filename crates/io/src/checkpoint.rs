@@ -154,34 +154,26 @@ fn check_config_shapes(
         path: config_path.to_path_buf(),
         message: format!("`{key}` is {value} but {} has {found}", weights_file.display()),
     };
-    if let Some(shape) = get("embeddings.word_embeddings.weight") {
-        if shape.first() != Some(&config.vocab_size) {
-            return Err(mismatch(
-                "vocab_size",
-                config.vocab_size,
-                format!("word embeddings of shape {shape:?}"),
-            ));
-        }
-    }
-    if let Some(shape) = get("embeddings.LayerNorm.weight") {
-        if shape.first() != Some(&config.hidden_size) {
-            return Err(mismatch(
-                "hidden_size",
-                config.hidden_size,
-                format!("embeddings.LayerNorm of shape {shape:?}"),
-            ));
-        }
-    }
-    if let Some(shape) = get("encoder.layer.0.intermediate.dense.weight") {
-        if shape != [config.intermediate_size, config.hidden_size] {
-            return Err(mismatch(
-                "intermediate_size/hidden_size",
-                config.intermediate_size,
-                format!(
-                    "encoder.layer.0.intermediate.dense.weight of shape {shape:?} (expected [{}, {}])",
-                    config.intermediate_size, config.hidden_size
-                ),
-            ));
+    // (tensor, how messages name it, config key, its value, the shape the config implies: one
+    // number is the first dimension only, two are the whole shape).
+    let (vocab, hidden, inter) = (config.vocab_size, config.hidden_size, config.intermediate_size);
+    let checks = [
+        ("embeddings.word_embeddings.weight", "word embeddings", "vocab_size", vocab, vec![vocab]),
+        ("embeddings.LayerNorm.weight", "embeddings.LayerNorm", "hidden_size", hidden, vec![hidden]),
+        (
+            "encoder.layer.0.intermediate.dense.weight",
+            "encoder.layer.0.intermediate.dense.weight",
+            "intermediate_size/hidden_size",
+            inter,
+            vec![inter, hidden],
+        ),
+    ];
+    for (key, what, config_key, value, expected) in checks {
+        let Some(shape) = get(key) else { continue };
+        let fits = if expected.len() == 1 { shape.first() == expected.first() } else { shape == expected };
+        if !fits {
+            let hint = if expected.len() > 1 { format!(" (expected {expected:?})") } else { String::new() };
+            return Err(mismatch(config_key, value, format!("{what} of shape {shape:?}{hint}")));
         }
     }
     let layers = tensors

@@ -11,22 +11,14 @@
 //! Plus the regression `empty_choice_list_is_an_error` (a `[B][C][L]` input whose later item
 //! has no choices used to panic on an index out of bounds).
 
+mod common;
+
+use common::proptest_config as config;
 use deberta_io::inputs::{parse_token_rows, TokenRows};
 use deberta_model::{DebertaConfig, Head};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, RngSeed};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0x0DEB_E27A),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..ProptestConfig::default()
-    }
-}
 
 fn model_config() -> DebertaConfig {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity/v3_base_model");

@@ -17,23 +17,15 @@
 //! a model from it then fails on the missing key. Such results are accepted as long as the
 //! tensors themselves are identical.
 
+mod common;
+
+use common::proptest_config as config;
 use deberta_io::tensors::{read_pytorch, read_safetensors, HostTensor, Reader, TensorMap};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, RngSeed};
 use std::path::{Path, PathBuf};
 
 fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity").join(rel)
-}
-
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0x0DEB_E27A),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..ProptestConfig::default()
-    }
 }
 
 #[derive(Debug, Clone)]

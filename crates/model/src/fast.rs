@@ -122,6 +122,8 @@ impl Out {
 /// # Safety
 /// Every pointer with its strides must address valid `m x k`, `k x n` and `m x n` f32 matrices,
 /// and no other thread may write the `dst` elements meanwhile.
+// SAFETY: unsafe because it dereferences raw pointers; the contract above is every caller's to
+// keep (each call site states why it holds).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
@@ -195,6 +197,7 @@ fn gelu_in_place(xs: &mut [f32]) {
     }
     #[cfg(target_arch = "x86_64")]
     {
+        // SAFETY: unsafe only because it is compiled for AVX2+FMA; its one caller checks the CPU.
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(xs: &mut [f32]) {
             gelu_all(xs)
@@ -306,10 +309,11 @@ pub fn attention<B: Backend>(
         || (vec![0f32; l * l], vec![0f32; l * r], vec![0f32; l * r]),
         |(s, c, p), task| {
             let (bi, h) = (task / heads, task % heads);
-            // SAFETY (the pointers and the two gemm blocks below): q, k, v and the output are
-            // contiguous [b, l, heads * d]; task (bi, h) reads and writes head h of sequence bi
-            // only (offset bi*l*hd + h*d, row stride hd), and Kr/Qr are read at head h of
-            // their [1, heads, 2L-1, d] layout, within bounds by construction.
+            // Layout (the pointers and the two gemm blocks below rely on it): q, k, v and the
+            // output are contiguous [b, l, heads * d]; task (bi, h) reads and writes head h of
+            // sequence bi only (offset bi*l*hd + h*d, row stride hd), and Kr/Qr are read at head
+            // h of their [1, heads, 2L-1, d] layout, within bounds by construction.
+            // SAFETY: the offset of head h of sequence bi is inside q, k and v (layout above).
             let at = |data: &[f32]| unsafe { data.as_ptr().add(bi * l * hd + h * d) };
             let (qh, kh, vh) = (at(qd), at(kd), at(vd));
             // SAFETY: head h of Kr/Qr, inside their storage (see above).

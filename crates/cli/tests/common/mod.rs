@@ -75,3 +75,35 @@ pub fn scratch(group: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     path
 }
+
+/// A fresh directory `group/name` holding a 300-line corpus (`corpus.txt`) and a small
+/// discriminator config (`config.json`) for pre-training runs.
+pub fn pretrain_workspace(group: &str, name: &str) -> PathBuf {
+    let dir = scratch(group, name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(repo().join("assets/corpus/text/moby-dick.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().take(300).collect();
+    std::fs::write(dir.join("corpus.txt"), lines.join("\n")).unwrap();
+    let config = serde_json::json!({
+        "model_type": "deberta-v2", "vocab_size": 8001, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+        "relative_attention": true, "position_buckets": 8, "max_relative_positions": -1,
+        "pos_att_type": ["p2c", "c2p"], "norm_rel_ebd": "layer_norm", "share_att_key": true,
+        "position_biased_input": false, "type_vocab_size": 0, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "layer_norm_eps": 1e-7,
+        "pad_token_id": 0
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+/// `deberta pretrain` on a [`pretrain_workspace`] `dir` (bundled tokenizer, batch 3) into `dir/out`.
+pub fn pretrain_args(dir: &Path, out: &str) -> Vec<String> {
+    let p = |s: &str| dir.join(s).to_string_lossy().to_string();
+    let spm = repo().join("assets/corpus/spm.model").to_string_lossy().to_string();
+    ["pretrain", "--corpus", &p("corpus.txt"), "--tokenizer", &spm, "--config", &p("config.json")]
+        .into_iter()
+        .chain(["--batch-size", "3", "--out", &p(out)])
+        .map(str::to_string)
+        .collect()
+}
