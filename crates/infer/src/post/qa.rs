@@ -40,8 +40,9 @@ pub(crate) fn answers(
         min_null = min_null.min(start[0] * end[0]);
         start[0] = 0.0;
         end[0] = 0.0;
-        // Every span of at most max_answer_len tokens (end not before start), best first; the
-        // top_k are taken before dropping spans outside the context, as HF does.
+        // Every span of at most max_answer_len tokens (end not before start), best first. As HF,
+        // 2 top_k + 10 are kept (word alignment may merge some) before dropping spans outside
+        // the context.
         let mut spans: Vec<(f64, usize, usize)> = Vec::new();
         for s in 0..n {
             for e in s..n.min(s + options.max_answer_len) {
@@ -49,15 +50,16 @@ pub(crate) fn answers(
             }
         }
         spans.sort_by(|a, b| b.0.total_cmp(&a.0));
-        spans.truncate(options.top_k);
+        spans.truncate(2 * options.top_k + 10);
         for (score, s, e) in spans {
             if !desired[s] || !desired[e] {
                 continue;
             }
             let (a, b) = word_span(w, &chars, s, e);
             let text: String = chars[a.min(chars.len())..b.min(chars.len())].iter().collect();
-            // Equal answers from overlapping windows add up, as in HF.
-            match answers.iter_mut().find(|x| x.answer == text) {
+            // Equal answers (ignoring case, as HF) add up: overlapping windows, or spans that
+            // align to the same words.
+            match answers.iter_mut().find(|x| x.answer.to_lowercase() == text.to_lowercase()) {
                 Some(x) => x.score = (x.score as f64 + score) as f32,
                 None => answers.push(Answer { score: score as f32, start: a, end: b, answer: text }),
             }
