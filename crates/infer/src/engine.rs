@@ -5,10 +5,10 @@ use crate::types::{InferError, Pooling, Result};
 use burn::prelude::*;
 use deberta_io::{load_model, LoadOptions};
 use deberta_model::{DebertaModel, Logits};
+use deberta_tokenizer::DebertaTokenizer;
 use deberta_train::finetune::batch_outputs;
 use deberta_train::finetune::batching::pad;
 use deberta_train::finetune::task::{Feature, Output};
-use deberta_tokenizer::DebertaTokenizer;
 use std::path::Path;
 
 /// The model on one device. Not shared between threads: one thread runs it.
@@ -17,6 +17,7 @@ pub struct Engine<B: Backend> {
     config: deberta_model::DebertaConfig,
     pad_id: u32,
     device: B::Device,
+    weights_file: Option<std::path::PathBuf>,
 }
 
 /// What a group of features is run for.
@@ -38,12 +39,28 @@ impl<B: Backend> Engine<B> {
         let pad_id = DebertaTokenizer::from_path(tok_path)
             .map(|t| t.pad_id())
             .map_err(|e| InferError::Model(format!("loading the tokenizer: {e}")))?;
-        Ok(Engine { model: loaded.model, config: loaded.config, pad_id, device: device.clone() })
+        Ok(Engine {
+            model: loaded.model,
+            config: loaded.config,
+            pad_id,
+            device: device.clone(),
+            weights_file: Some(loaded.weights_file),
+        })
     }
 
     /// An engine around a model already loaded.
-    pub fn new(model: DebertaModel<B>, config: deberta_model::DebertaConfig, pad_id: u32, device: &B::Device) -> Self {
-        Engine { model, config, pad_id, device: device.clone() }
+    pub fn new(
+        model: DebertaModel<B>,
+        config: deberta_model::DebertaConfig,
+        pad_id: u32,
+        device: &B::Device,
+    ) -> Self {
+        Engine { model, config, pad_id, device: device.clone(), weights_file: None }
+    }
+
+    /// The file the weights came from (for messages about them).
+    pub fn weights_file(&self) -> Option<&Path> {
+        self.weights_file.as_deref()
     }
 
     pub fn model(&self) -> &DebertaModel<B> {
@@ -72,7 +89,8 @@ impl<B: Backend> Engine<B> {
             };
             passes[slot].1.extend((0..p.features.len()).map(|f| (r, f)));
         }
-        let mut outputs: Vec<Vec<Option<Output>>> = batch.iter().map(|p| vec![None; p.features.len()]).collect();
+        let mut outputs: Vec<Vec<Option<Output>>> =
+            batch.iter().map(|p| vec![None; p.features.len()]).collect();
         for ((mode, per), members) in passes {
             let feats: Vec<&Feature> = members.iter().map(|&(r, f)| &batch[r].features[f]).collect();
             let len = feats.iter().map(|f| f.len()).max().unwrap_or(0);
@@ -80,9 +98,13 @@ impl<B: Backend> Engine<B> {
                 .check_batch_memory(feats.len() * per, len, false)
                 .map_err(|e| InferError::BadInput(format!("the batch is too large for memory: {e}")))?;
             let results = match mode {
-                Mode::Head => {
-                    batch_outputs(&self.model, &feats, self.pad_id, self.config.type_vocab_size > 0, &self.device)
-                }
+                Mode::Head => batch_outputs(
+                    &self.model,
+                    &feats,
+                    self.pad_id,
+                    self.config.type_vocab_size > 0,
+                    &self.device,
+                ),
                 Mode::Pool(pooling) => self.pooled(&feats, pooling),
                 Mode::Masks => {
                     let positions: Vec<&[usize]> = members

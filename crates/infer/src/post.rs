@@ -22,7 +22,7 @@ pub(crate) fn finish(pre: &Preprocessor, post: &Post, outputs: Vec<Output>) -> R
                 .enumerate()
                 .map(|(i, &s)| LabelScore {
                     label: labels.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}")),
-                    score: s as f32,
+                    score: s,
                 })
                 .collect();
             out.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -31,10 +31,11 @@ pub(crate) fn finish(pre: &Preprocessor, post: &Post, outputs: Vec<Output>) -> R
         }
         Post::Choice => {
             let p = softmax(vector(&outputs[0])?);
-            Ok(Response::MultipleChoice { label: argmax(&p), scores: p.iter().map(|&x| x as f32).collect() })
+            Ok(Response::MultipleChoice { label: argmax(&p), scores: p })
         }
         Post::ZeroShot { sequence, labels, multi_label } => {
-            let entail = pre.entailment().ok_or_else(|| InferError::Unsupported("no entailment label".into()))?;
+            let entail =
+                pre.entailment().ok_or_else(|| InferError::Unsupported("no entailment label".into()))?;
             let rows = outputs.iter().map(vector).collect::<Result<Vec<_>>>()?;
             let scores: Vec<f64> = if *multi_label || labels.len() == 1 {
                 // Entailment against contradiction, each label on its own. HF takes the
@@ -53,7 +54,7 @@ pub(crate) fn finish(pre: &Preprocessor, post: &Post, outputs: Vec<Output>) -> R
             Ok(Response::ZeroShotClassification {
                 sequence: sequence.clone(),
                 labels: order.iter().map(|&i| labels[i].clone()).collect(),
-                scores: order.iter().map(|&i| scores[i] as f32).collect(),
+                scores: order.iter().map(|&i| scores[i]).collect(),
             })
         }
         Post::Embed { normalize, .. } => {
@@ -83,7 +84,7 @@ pub(crate) fn finish(pre: &Preprocessor, post: &Post, outputs: Vec<Output>) -> R
                         let mut filled = ids.clone();
                         filled[position] = id as u32;
                         MaskFill {
-                            score: p[id] as f32,
+                            score: p[id],
                             token: id as u32,
                             token_str: tok.decode(&[id as u32]),
                             sequence: tok.decode(&filled),
@@ -112,7 +113,11 @@ pub(crate) fn finish(pre: &Preprocessor, post: &Post, outputs: Vec<Output>) -> R
                     _ => Err(InferError::Model("expected start/end logits".into())),
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let options = qa::QaDecode { top_k: *top_k, handle_impossible: *handle_impossible, max_answer_len: *max_answer_len };
+            let options = qa::QaDecode {
+                top_k: *top_k,
+                handle_impossible: *handle_impossible,
+                max_answer_len: *max_answer_len,
+            };
             Ok(Response::QuestionAnswering(qa::answers(context, windows, &spans, &options)))
         }
     }

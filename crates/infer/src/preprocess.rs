@@ -59,13 +59,36 @@ pub struct Prepared {
 /// Per-task context kept from `prepare` to `finish`.
 #[derive(Clone, Debug)]
 pub(crate) enum Post {
-    Text { top_k: Option<usize> },
-    Tokens { text: String, encoding: Encoding, aggregation: Aggregation },
-    Qa { context: String, windows: Vec<Encoding>, top_k: usize, handle_impossible: bool, max_answer_len: usize },
+    Text {
+        top_k: Option<usize>,
+    },
+    Tokens {
+        text: String,
+        encoding: Encoding,
+        aggregation: Aggregation,
+    },
+    Qa {
+        context: String,
+        windows: Vec<Encoding>,
+        top_k: usize,
+        handle_impossible: bool,
+        max_answer_len: usize,
+    },
     Choice,
-    ZeroShot { sequence: String, labels: Vec<String>, multi_label: bool },
-    Embed { pooling: Pooling, normalize: bool },
-    Fill { ids: Vec<u32>, positions: Vec<usize>, top_k: usize },
+    ZeroShot {
+        sequence: String,
+        labels: Vec<String>,
+        multi_label: bool,
+    },
+    Embed {
+        pooling: Pooling,
+        normalize: bool,
+    },
+    Fill {
+        ids: Vec<u32>,
+        positions: Vec<usize>,
+        top_k: usize,
+    },
 }
 
 impl Prepared {
@@ -244,13 +267,24 @@ impl Preprocessor {
             }
             Request::TokenClassification { text, aggregation_strategy } => {
                 let e = self.encode(text, None, truncate, Truncation::LongestFirst)?;
-                let post =
-                    Post::Tokens { text: text.clone(), encoding: e.clone(), aggregation: *aggregation_strategy };
+                let post = Post::Tokens {
+                    text: text.clone(),
+                    encoding: e.clone(),
+                    aggregation: *aggregation_strategy,
+                };
                 (vec![feature(&[&e])], post)
             }
-            Request::QuestionAnswering { question, context, top_k, handle_impossible_answer, max_answer_len } => {
+            Request::QuestionAnswering {
+                question,
+                context,
+                top_k,
+                handle_impossible_answer,
+                max_answer_len,
+            } => {
                 if question.trim().is_empty() || context.trim().is_empty() {
-                    return Err(InferError::BadInput("the question and the context must not be empty".into()));
+                    return Err(InferError::BadInput(
+                        "the question and the context must not be empty".into(),
+                    ));
                 }
                 if *top_k == 0 || *max_answer_len == 0 {
                     return Err(InferError::BadInput("top_k and max_answer_len must be at least 1".into()));
@@ -263,7 +297,11 @@ impl Preprocessor {
                     answers: Vec::new(),
                     is_impossible: true,
                 };
-                let options = QaOptions { max_length: self.max_length, stride: self.doc_stride, pad_to_max_length: false };
+                let options = QaOptions {
+                    max_length: self.max_length,
+                    stride: self.doc_stride,
+                    pad_to_max_length: false,
+                };
                 let windows: Vec<Encoding> = qa_features(&self.tokenizer, &[example], &options)
                     .map_err(|e| InferError::BadInput(format!("the question does not fit: {e}")))?
                     .into_iter()
@@ -290,7 +328,12 @@ impl Preprocessor {
                 let refs: Vec<&Encoding> = encodings.iter().collect();
                 (vec![feature(&refs)], Post::Choice)
             }
-            Request::ZeroShotClassification { sequence, candidate_labels, hypothesis_template, multi_label } => {
+            Request::ZeroShotClassification {
+                sequence,
+                candidate_labels,
+                hypothesis_template,
+                multi_label,
+            } => {
                 let labels: Vec<String> =
                     candidate_labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
                 if labels.is_empty() {
@@ -320,12 +363,20 @@ impl Preprocessor {
                     return Err(InferError::BadInput("top_k must be at least 1".into()));
                 }
                 let ids = self.mask_ids(text, truncate)?;
-                let positions: Vec<usize> =
-                    ids.iter().enumerate().filter(|(_, &id)| id == self.tokenizer.mask_id()).map(|(i, _)| i).collect();
+                let positions: Vec<usize> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &id)| id == self.tokenizer.mask_id())
+                    .map(|(i, _)| i)
+                    .collect();
                 if positions.is_empty() {
                     return Err(InferError::BadInput(format!("no {MASK} in the text")));
                 }
-                let f = Feature { token_type_ids: vec![vec![0; ids.len()]], input_ids: vec![ids.clone()], target: Target::None };
+                let f = Feature {
+                    token_type_ids: vec![vec![0; ids.len()]],
+                    input_ids: vec![ids.clone()],
+                    target: Target::None,
+                };
                 (vec![f], Post::Fill { ids, positions, top_k: *top_k })
             }
         };

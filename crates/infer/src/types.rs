@@ -95,7 +95,7 @@ pub enum Pooling {
 /// One request. JSON: `{"task": "<hf pipeline name>", ...fields}`; field names are HF's (its
 /// pipelines' call arguments) and TEI's for embeddings, with HF's defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "task", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "task", rename_all = "kebab-case")]
 pub enum Request {
     TextClassification {
         #[serde(alias = "inputs")]
@@ -190,7 +190,7 @@ impl Request {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LabelScore {
     pub label: String,
-    pub score: f32,
+    pub score: f64,
 }
 
 /// One token-classification result: a token (`entity`, `index`) with `Aggregation::None`, an
@@ -201,7 +201,7 @@ pub struct Entity {
     pub entity: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_group: Option<String>,
-    pub score: f32,
+    pub score: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
     pub word: String,
@@ -213,7 +213,7 @@ pub struct Entity {
 /// no-answer is `""` at 0..0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
-    pub score: f32,
+    pub score: f64,
     pub start: usize,
     pub end: usize,
     pub answer: String,
@@ -222,7 +222,7 @@ pub struct Answer {
 /// One fill-mask candidate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaskFill {
-    pub score: f32,
+    pub score: f64,
     pub token: u32,
     pub token_str: String,
     pub sequence: String,
@@ -238,9 +238,16 @@ pub enum Response {
     /// Best first, `top_k` of them.
     QuestionAnswering(Vec<Answer>),
     /// `label`: the index of the best choice; `scores`: softmax over the choices, in order.
-    MultipleChoice { label: usize, scores: Vec<f32> },
+    MultipleChoice {
+        label: usize,
+        scores: Vec<f64>,
+    },
     /// Labels best first.
-    ZeroShotClassification { sequence: String, labels: Vec<String>, scores: Vec<f32> },
+    ZeroShotClassification {
+        sequence: String,
+        labels: Vec<String>,
+        scores: Vec<f64>,
+    },
     Embeddings(Vec<f32>),
     /// Best first; one list per `[MASK]` when the text has several, as HF.
     FillMask(Vec<MaskFill>),

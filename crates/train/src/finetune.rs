@@ -290,7 +290,10 @@ pub fn batch_outputs<B: Backend>(
                 .enumerate()
                 .map(|(k, f)| {
                     let len = f.len();
-                    Output::Span { start: s[k * l..k * l + len].to_vec(), end: e[k * l..k * l + len].to_vec() }
+                    Output::Span {
+                        start: s[k * l..k * l + len].to_vec(),
+                        end: e[k * l..k * l + len].to_vec(),
+                    }
                 })
                 .collect()
         }

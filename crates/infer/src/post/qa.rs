@@ -60,13 +60,13 @@ pub(crate) fn answers(
             // Equal answers (ignoring case, as HF) add up: overlapping windows, or spans that
             // align to the same words.
             match answers.iter_mut().find(|x| x.answer.to_lowercase() == text.to_lowercase()) {
-                Some(x) => x.score = (x.score as f64 + score) as f32,
-                None => answers.push(Answer { score: score as f32, start: a, end: b, answer: text }),
+                Some(x) => x.score += score,
+                None => answers.push(Answer { score, start: a, end: b, answer: text }),
             }
         }
     }
     if options.handle_impossible {
-        answers.push(Answer { score: min_null as f32, start: 0, end: 0, answer: String::new() });
+        answers.push(Answer { score: min_null, start: 0, end: 0, answer: String::new() });
     }
     answers.sort_by(|a, b| b.score.total_cmp(&a.score));
     answers.truncate(options.top_k);
@@ -82,7 +82,9 @@ fn word_span(w: &Encoding, chars: &[char], s: usize, e: usize) -> (usize, usize)
         return (w.offsets[s].0, w.offsets[e].1);
     }
     let starts_word = |i: usize| {
-        !is_context(i.wrapping_sub(1)) || i == 0 || chars.get(w.offsets[i].0).is_some_and(|c| c.is_whitespace())
+        !is_context(i.wrapping_sub(1))
+            || i == 0
+            || chars.get(w.offsets[i].0).is_some_and(|c| c.is_whitespace())
     };
     let mut first = s;
     while !starts_word(first) {

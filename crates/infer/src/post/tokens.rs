@@ -59,7 +59,14 @@ pub(crate) fn entities(
             .into_iter()
             .map(|p| {
                 let c = argmax(&p.scores);
-                Labelled { entity: label(c), score: p.scores[c], index: p.index, word: p.word, start: p.start, end: p.end }
+                Labelled {
+                    entity: label(c),
+                    score: p.scores[c],
+                    index: p.index,
+                    word: p.word,
+                    start: p.start,
+                    end: p.end,
+                }
             })
             .collect(),
         Aggregation::First => {
@@ -93,7 +100,7 @@ pub(crate) fn entities(
             .map(|l| Entity {
                 entity: Some(l.entity),
                 entity_group: None,
-                score: l.score as f32,
+                score: l.score,
                 index: Some(l.index),
                 word: l.word,
                 start: l.start,
@@ -139,7 +146,7 @@ fn group(entities: Vec<Labelled>) -> Vec<Entity> {
             Entity {
                 entity: None,
                 entity_group: Some(name),
-                score: (g.iter().map(|e| e.score).sum::<f64>() / g.len() as f64) as f32,
+                score: g.iter().map(|e| e.score).sum::<f64>() / g.len() as f64,
                 index: None,
                 word: tokens_to_string(&pieces),
                 start: g[0].start,
