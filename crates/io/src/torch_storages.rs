@@ -163,9 +163,11 @@ pub(crate) fn zip_problem(entries: &[(String, u64)], pickle: &[u8], tensors: usi
         let want = numel.saturating_mul(element_size as u64);
         match stored.get(key.as_str()) {
             None => return Some(format!("damaged: no entry for storage {key:?}")),
-            Some(&size) if size != want => return Some(format!(
+            Some(&size) if size != want => {
+                return Some(format!(
                 "damaged: storage {key:?} has {size} bytes, its tensors say {numel} elements ({want} bytes)"
-            )),
+            ))
+            }
             Some(_) => {}
         }
     }
