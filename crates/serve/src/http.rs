@@ -34,14 +34,14 @@ pub enum Scores {
 }
 
 impl Scores {
-    fn to_logit(self, score: f32) -> f32 {
+    fn to_logit(self, score: f64) -> f64 {
         match self {
             Scores::Softmax => score.ln(),
             Scores::Sigmoid => (score / (1.0 - score)).ln(),
             Scores::Logit => score,
         }
     }
-    fn to_probability(self, score: f32) -> f32 {
+    fn to_probability(self, score: f64) -> f64 {
         match self {
             Scores::Softmax | Scores::Sigmoid => score,
             Scores::Logit => 1.0 / (1.0 + (-score).exp()),
@@ -143,7 +143,10 @@ fn unexpected(route: &str) -> ApiError {
     (status = 422, description = "Malformed request", body = ErrorBody),
     (status = 429, description = "Over --max-concurrent-requests", body = ErrorBody),
 ))]
-async fn predict(State(s): State<Shared>, ApiJson(req): ApiJson<PredictRequest>) -> Result<HttpResponse, ApiError> {
+async fn predict(
+    State(s): State<Shared>,
+    ApiJson(req): ApiJson<PredictRequest>,
+) -> Result<HttpResponse, ApiError> {
     let (inputs, batch) = req.inputs.into_parts();
     s.check_batch(inputs.len())?;
     let requests = inputs
@@ -154,8 +157,13 @@ async fn predict(State(s): State<Shared>, ApiJson(req): ApiJson<PredictRequest>)
     let mut out = Vec::with_capacity(responses.len());
     for r in responses {
         let Response::TextClassification(scores) = r else { return Err(unexpected("/predict")) };
-        let raw = |x: f32| if req.raw_scores { s.scores.to_logit(x) } else { x };
-        out.push(scores.into_iter().map(|l| Prediction { score: raw(l.score), label: l.label }).collect::<Vec<_>>());
+        let raw = |x: f64| if req.raw_scores { s.scores.to_logit(x) } else { x };
+        out.push(
+            scores
+                .into_iter()
+                .map(|l| Prediction { score: raw(l.score), label: l.label })
+                .collect::<Vec<_>>(),
+        );
     }
     Ok(answer(one_or_many(out, batch), &timing))
 }
@@ -168,7 +176,10 @@ async fn predict(State(s): State<Shared>, ApiJson(req): ApiJson<PredictRequest>)
     (status = 400, description = "The model cannot rerank", body = ErrorBody),
     (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
-async fn rerank(State(s): State<Shared>, ApiJson(req): ApiJson<RerankRequest>) -> Result<HttpResponse, ApiError> {
+async fn rerank(
+    State(s): State<Shared>,
+    ApiJson(req): ApiJson<RerankRequest>,
+) -> Result<HttpResponse, ApiError> {
     s.check_batch(req.texts.len())?;
     let Some(relevant) = s.relevant.clone() else {
         return Err(ApiError::new(
@@ -181,7 +192,11 @@ async fn rerank(State(s): State<Shared>, ApiJson(req): ApiJson<RerankRequest>) -
     let requests = req
         .texts
         .iter()
-        .map(|t| Request::TextClassification { text: req.query.clone(), text_pair: Some(t.clone()), top_k: None })
+        .map(|t| Request::TextClassification {
+            text: req.query.clone(),
+            text_pair: Some(t.clone()),
+            top_k: None,
+        })
         .collect();
     let (responses, timing) = s.infer.run(requests, req.truncate).await?;
     let mut ranks = Vec::with_capacity(responses.len());
@@ -208,7 +223,8 @@ async fn embeddings(
     truncate: bool,
 ) -> Result<(Vec<Vec<f32>>, Timing), ApiError> {
     s.check_batch(texts.len())?;
-    let requests = texts.into_iter().map(|text| Request::Embeddings { text, pooling: s.pooling, normalize }).collect();
+    let requests =
+        texts.into_iter().map(|text| Request::Embeddings { text, pooling: s.pooling, normalize }).collect();
     let (responses, timing) = s.infer.run(requests, truncate).await?;
     let vectors = responses
         .into_iter()
@@ -225,7 +241,10 @@ async fn embeddings(
     (status = 200, description = "One vector per input (a list of one for a single input)", body = Vec<Vec<f32>>),
     (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
-async fn embed(State(s): State<Shared>, ApiJson(req): ApiJson<EmbedRequest>) -> Result<HttpResponse, ApiError> {
+async fn embed(
+    State(s): State<Shared>,
+    ApiJson(req): ApiJson<EmbedRequest>,
+) -> Result<HttpResponse, ApiError> {
     let (texts, _) = req.inputs.into_parts();
     let (vectors, timing) = embeddings(&s, texts, req.normalize, req.truncate).await?;
     Ok(answer(vectors, &timing))
@@ -244,7 +263,9 @@ async fn openai_embeddings(
         None | Some("float") => false,
         Some("base64") => true,
         Some(other) => {
-            return Err(ApiError::validation(format!("encoding_format {other:?}: expected \"float\" or \"base64\"")))
+            return Err(ApiError::validation(format!(
+                "encoding_format {other:?}: expected \"float\" or \"base64\""
+            )))
         }
     };
     let (texts, _) = req.input.into_parts();
@@ -280,13 +301,17 @@ async fn openai_embeddings(
     (status = 200, description = "Tokens per input (a list of one for a single input)", body = Vec<Vec<SimpleToken>>),
     (status = 422, body = ErrorBody),
 ))]
-async fn tokenize(State(s): State<Shared>, ApiJson(req): ApiJson<TokenizeRequest>) -> Result<HttpResponse, ApiError> {
+async fn tokenize(
+    State(s): State<Shared>,
+    ApiJson(req): ApiJson<TokenizeRequest>,
+) -> Result<HttpResponse, ApiError> {
     let (texts, _) = req.inputs.into_parts();
     s.check_batch(texts.len())?;
     let st = s.clone();
     let out = tokio::task::spawn_blocking(move || {
         let tok = st.infer.preprocessor().tokenizer();
-        let options = EncodeOptions { add_special_tokens: req.add_special_tokens, ..EncodeOptions::default() };
+        let options =
+            EncodeOptions { add_special_tokens: req.add_special_tokens, ..EncodeOptions::default() };
         texts
             .iter()
             .map(|text| {
@@ -326,7 +351,10 @@ async fn tokenize(State(s): State<Shared>, ApiJson(req): ApiJson<TokenizeRequest
     (status = 200, description = "One text per id list", body = Vec<String>),
     (status = 422, description = "Malformed request or an id outside the vocabulary", body = ErrorBody),
 ))]
-async fn decode(State(s): State<Shared>, ApiJson(req): ApiJson<DecodeRequest>) -> Result<HttpResponse, ApiError> {
+async fn decode(
+    State(s): State<Shared>,
+    ApiJson(req): ApiJson<DecodeRequest>,
+) -> Result<HttpResponse, ApiError> {
     let lists = match req.ids {
         Ids::Single(v) => vec![v],
         Ids::Batch(v) => v,
@@ -393,8 +421,11 @@ async fn token_classification(
 ) -> Result<HttpResponse, ApiError> {
     let (texts, batch) = req.inputs.into_parts();
     let aggregation_strategy = req.aggregation_strategy;
-    per_text(&s, texts, batch, req.truncate, |text| Request::TokenClassification { text, aggregation_strategy })
-        .await
+    per_text(&s, texts, batch, req.truncate, |text| Request::TokenClassification {
+        text,
+        aggregation_strategy,
+    })
+    .await
 }
 
 /// Extractive question answering (HF `question-answering` pipeline output; a long context is
@@ -425,7 +456,10 @@ async fn question_answering(
      example = json!({"sequence": "I love this film", "labels": ["cinema", "sport"], "scores": [0.97, 0.03]})),
     (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
-async fn zero_shot(State(s): State<Shared>, ApiJson(req): ApiJson<ZeroShotRequest>) -> Result<HttpResponse, ApiError> {
+async fn zero_shot(
+    State(s): State<Shared>,
+    ApiJson(req): ApiJson<ZeroShotRequest>,
+) -> Result<HttpResponse, ApiError> {
     let (texts, batch) = req.inputs.into_parts();
     let template = req.hypothesis_template.unwrap_or_else(|| DEFAULT_HYPOTHESIS_TEMPLATE.to_string());
     per_text(&s, texts, batch, req.truncate, |sequence| Request::ZeroShotClassification {
@@ -443,7 +477,10 @@ async fn zero_shot(State(s): State<Shared>, ApiJson(req): ApiJson<ZeroShotReques
      example = json!([{"score": 0.2, "token": 1234, "token_str": "Paris", "sequence": "The capital of France is Paris."}])),
     (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
 ))]
-async fn fill_mask(State(s): State<Shared>, ApiJson(req): ApiJson<FillMaskRequest>) -> Result<HttpResponse, ApiError> {
+async fn fill_mask(
+    State(s): State<Shared>,
+    ApiJson(req): ApiJson<FillMaskRequest>,
+) -> Result<HttpResponse, ApiError> {
     let (texts, batch) = req.inputs.into_parts();
     let top_k = req.top_k;
     per_text(&s, texts, batch, req.truncate, |text| Request::FillMask { text, top_k }).await
@@ -496,8 +533,21 @@ async fn metrics(State(s): State<Shared>) -> HttpResponse {
         description = "DeBERTa inference over HTTP with dynamic batching: TEI's routes and shapes, HF pipeline tasks, OpenAI-compatible embeddings."
     ),
     paths(
-        predict, rerank, embed, openai_embeddings, tokenize, decode, token_classification,
-        question_answering, zero_shot, fill_mask, multiple_choice, info, health, metrics, openapi_json
+        predict,
+        rerank,
+        embed,
+        openai_embeddings,
+        tokenize,
+        decode,
+        token_classification,
+        question_answering,
+        zero_shot,
+        fill_mask,
+        multiple_choice,
+        info,
+        health,
+        metrics,
+        openapi_json
     )
 )]
 struct ApiDoc;

@@ -53,7 +53,11 @@ impl Infer {
 
     /// Runs `requests` (one client call) and answers them in order. The first input that fails
     /// fails the call; its position is named when there are several.
-    pub async fn run(&self, requests: Vec<Request>, truncate: bool) -> Result<(Vec<Response>, Timing), ApiError> {
+    pub async fn run(
+        &self,
+        requests: Vec<Request>,
+        truncate: bool,
+    ) -> Result<(Vec<Response>, Timing), ApiError> {
         let many = requests.len() > 1;
         let at = |i: usize| many.then(|| format!("inputs[{i}]"));
         let start = Instant::now();

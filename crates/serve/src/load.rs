@@ -67,14 +67,56 @@ pub struct LoadReport {
 }
 
 const WORDS: &[&str] = &[
-    "the", "model", "reads", "a", "sentence", "and", "returns", "one", "vector", "for", "each", "input",
-    "while", "many", "clients", "send", "requests", "at", "once", "server", "batches", "them", "by",
-    "tokens", "so", "that", "short", "texts", "wait", "little", "long", "documents", "about", "rivers",
-    "mountains", "history", "music", "science", "cooking", "travel", "weather", "markets", "games",
+    "the",
+    "model",
+    "reads",
+    "a",
+    "sentence",
+    "and",
+    "returns",
+    "one",
+    "vector",
+    "for",
+    "each",
+    "input",
+    "while",
+    "many",
+    "clients",
+    "send",
+    "requests",
+    "at",
+    "once",
+    "server",
+    "batches",
+    "them",
+    "by",
+    "tokens",
+    "so",
+    "that",
+    "short",
+    "texts",
+    "wait",
+    "little",
+    "long",
+    "documents",
+    "about",
+    "rivers",
+    "mountains",
+    "history",
+    "music",
+    "science",
+    "cooking",
+    "travel",
+    "weather",
+    "markets",
+    "games",
 ];
 
 fn text_of(words: usize, seed: usize) -> String {
-    (0..words).map(|i| WORDS[(i * 7 + seed * 13 + i / WORDS.len()) % WORDS.len()]).collect::<Vec<_>>().join(" ")
+    (0..words)
+        .map(|i| WORDS[(i * 7 + seed * 13 + i / WORDS.len()) % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Client {
@@ -125,10 +167,18 @@ impl Client {
         Ok(Reply { status, tokens, body })
     }
 
-    fn json(&self, method: &str, route: &str, body: Option<&serde_json::Value>) -> Result<serde_json::Value, LoadError> {
+    fn json(
+        &self,
+        method: &str,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, LoadError> {
         let r = self.call(method, route, body)?;
         if r.status != 200 {
-            return Err(LoadError::Http { url: format!("{}{route}", self.url), message: format!("{}: {}", r.status, r.body) });
+            return Err(LoadError::Http {
+                url: format!("{}{route}", self.url),
+                message: format!("{}: {}", r.status, r.body),
+            });
         }
         serde_json::from_str(&r.body).map_err(|e| LoadError::Bad(format!("{route}: {e}")))
     }
@@ -233,7 +283,8 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     if warm.ok != texts.len() {
         return Err(LoadError::Bad(format!("warm-up failed: {}", warm.first_error.unwrap_or_default())));
     }
-    let levels = options.concurrency.iter().map(|&c| level(&client, &texts, c.max(1), options.requests)).collect();
+    let levels =
+        options.concurrency.iter().map(|&c| level(&client, &texts, c.max(1), options.requests)).collect();
     let overload = if options.overload_factor > 0 && limit > 0 {
         let clients = limit * options.overload_factor;
         let level = level(&client, &texts, clients, clients * 4);
@@ -250,7 +301,9 @@ impl LoadReport {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!("Token lengths of the mix: {:?}\n\n", self.lengths));
-        s.push_str("| concurrency | requests | ok | 429 | failed | tokens/s | requests/s | p50 ms | p99 ms |\n");
+        s.push_str(
+            "| concurrency | requests | ok | 429 | failed | tokens/s | requests/s | p50 ms | p99 ms |\n",
+        );
         s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let row = |l: &Level| {
             format!(
@@ -274,10 +327,15 @@ impl LoadReport {
                 "\nOverload: {} clients against --max-concurrent-requests {}\n\n",
                 o.level.concurrency, o.max_concurrent_requests
             ));
-            s.push_str("| concurrency | requests | ok | 429 | failed | tokens/s | requests/s | p50 ms | p99 ms |\n");
+            s.push_str(
+                "| concurrency | requests | ok | 429 | failed | tokens/s | requests/s | p50 ms | p99 ms |\n",
+            );
             s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             s.push_str(&row(&o.level));
-            s.push_str(&format!("\nRecovered after the overload (10 sequential requests all 200): {}\n", o.recovered));
+            s.push_str(&format!(
+                "\nRecovered after the overload (10 sequential requests all 200): {}\n",
+                o.recovered
+            ));
         }
         for l in self.levels.iter().chain(self.overload.as_ref().map(|o| &o.level)) {
             if let Some(e) = &l.first_error {

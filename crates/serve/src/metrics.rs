@@ -48,8 +48,16 @@ impl Metrics {
         registry.register("requests", "HTTP requests by route and status", requests.clone());
         registry.register("request_duration_seconds", "HTTP request time by route", request_seconds.clone());
         registry.register("batch_requests", "Requests per model batch", batch_requests.clone());
-        registry.register("batch_tokens", "Padded tokens (longest row x rows) per model batch", batch_tokens.clone());
-        registry.register("queue_duration_seconds", "Time a request waits for the model", queue_seconds.clone());
+        registry.register(
+            "batch_tokens",
+            "Padded tokens (longest row x rows) per model batch",
+            batch_tokens.clone(),
+        );
+        registry.register(
+            "queue_duration_seconds",
+            "Time a request waits for the model",
+            queue_seconds.clone(),
+        );
         registry.register("inference_duration_seconds", "Model time per batch", inference_seconds.clone());
         registry.register(
             "tokenization_duration_seconds",

@@ -151,7 +151,7 @@ pub struct PredictRequest {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Prediction {
     #[schema(example = 0.98)]
-    pub score: f32,
+    pub score: f64,
     #[schema(example = "positive")]
     pub label: String,
 }
@@ -179,7 +179,7 @@ pub struct Rank {
     pub index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    pub score: f32,
+    pub score: f64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
