@@ -103,8 +103,8 @@ fn run<B: Backend>(engine: &Engine<B>, queue: Receiver<Job>, budget: Budget, met
         pending.extend(queue.try_iter());
         // A client that went away no longer needs its answer.
         pending.retain(|j| !j.reply.is_closed());
-        metrics.queue_size.set(pending.len() as i64);
         let batch = next_batch(&mut pending, budget);
+        metrics.queue_size.set(pending.len() as i64);
         if batch.is_empty() {
             continue;
         }

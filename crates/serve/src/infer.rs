@@ -103,9 +103,10 @@ impl Infer {
         let (reply, rx) = oneshot::channel();
         let job = Job { prepared, enqueued: Instant::now(), reply };
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        match jobs.as_ref().map(|s| s.send(job)) {
-            Some(Ok(())) => Ok(rx),
-            _ => Err(ApiError::unhealthy("the model thread is not running")),
+        if jobs.as_ref().is_some_and(|s| s.send(job).is_ok()) {
+            Ok(rx)
+        } else {
+            Err(ApiError::unhealthy("the model thread is not running"))
         }
     }
 }
