@@ -563,12 +563,21 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(openapi())
 }
 
+/// axum's default request body limit.
+const BODY_LIMIT: usize = 2 << 20;
+
 /// Refuses a request over `--max-concurrent-requests` at once (429) instead of queueing it; the
 /// permit is held until the answer is ready.
 async fn limit(State(s): State<Shared>, req: HttpRequest, next: Next) -> HttpResponse {
     match s.limit.clone().try_acquire_owned() {
         Ok(_permit) => next.run(req).await,
-        Err(_) => ApiError::overloaded(s.info.max_concurrent_requests).into_response(),
+        Err(_) => {
+            // Read the (small) body first: answering before it is read makes hyper close the
+            // connection, and a client reusing it from its pool sees a transport error instead
+            // of the 429.
+            let _ = axum::body::to_bytes(req.into_body(), BODY_LIMIT).await;
+            ApiError::overloaded(s.info.max_concurrent_requests).into_response()
+        }
     }
 }
 
