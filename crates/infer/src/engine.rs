@@ -31,6 +31,9 @@ enum Mode {
     Masks,
 }
 
+/// Features run in one pass share the mode and their rows per feature (choice count).
+type PassKey = (Mode, usize);
+
 impl<B: Backend> Engine<B> {
     pub fn load(model_dir: &Path, options: &PipelineOptions, device: &B::Device) -> Result<Self> {
         let loaded = load_model::<B>(model_dir, &LoadOptions::default(), device)
@@ -72,7 +75,7 @@ impl<B: Backend> Engine<B> {
     /// passes. One output per request, in order.
     pub fn forward(&self, batch: &[&Prepared]) -> Result<Vec<RawOutput>> {
         // (request, feature) pairs per pass, in first-seen order of the pass keys.
-        let mut passes: Vec<((Mode, usize), Vec<(usize, usize)>)> = Vec::new();
+        let mut passes: Vec<(PassKey, Vec<(usize, usize)>)> = Vec::new();
         for (r, p) in batch.iter().enumerate() {
             let mode = match &p.post {
                 Post::Embed { pooling, .. } => Mode::Pool(*pooling),

@@ -44,9 +44,9 @@ pub(crate) fn answers(
         // 2 top_k + 10 are kept (word alignment may merge some) before dropping spans outside
         // the context.
         let mut spans: Vec<(f64, usize, usize)> = Vec::new();
-        for s in 0..n {
-            for e in s..n.min(s + options.max_answer_len) {
-                spans.push((start[s] * end[e], s, e));
+        for (s, &p_start) in start.iter().enumerate() {
+            for (e, &p_end) in end.iter().enumerate().take(n.min(s + options.max_answer_len)).skip(s) {
+                spans.push((p_start * p_end, s, e));
             }
         }
         spans.sort_by(|a, b| b.0.total_cmp(&a.0));
