@@ -17,7 +17,7 @@ mod types;
 
 pub use engine::Engine;
 pub use pipeline::Pipeline;
-pub use preprocess::{PipelineOptions, Prepared, Preprocessor, RawOutput, MASK};
+pub use preprocess::{PipelineOptions, Prepared, Preprocessor, RawOutput, Scoring, MASK};
 pub use types::{
     Aggregation, Answer, Entity, InferError, LabelScore, MaskFill, Pooling, Request, Response, Result, Task,
     DEFAULT_HYPOTHESIS_TEMPLATE,

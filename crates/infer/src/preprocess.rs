@@ -27,7 +27,7 @@ pub struct PipelineOptions {
 
 /// How sequence-classification logits become scores (HF's `function_to_apply` default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scoring {
+pub enum Scoring {
     Softmax,
     Sigmoid,
     /// Regression: the raw value.
@@ -427,10 +427,12 @@ impl Preprocessor {
     pub(crate) fn labels(&self) -> &[String] {
         &self.labels
     }
-    pub(crate) fn scoring(&self) -> Scoring {
+    /// How a classification head's scores come from its logits (HF's `problem_type` rule).
+    pub fn scoring(&self) -> Scoring {
         self.scoring
     }
-    pub(crate) fn entailment(&self) -> Option<usize> {
+    /// The index of the NLI head's entailment label, if it has one.
+    pub fn entailment(&self) -> Option<usize> {
         self.entailment
     }
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine as _;
-use deberta_infer::{Pooling, Request, Response, DEFAULT_HYPOTHESIS_TEMPLATE};
+use deberta_infer::{Pooling, Request, Response, Scoring, DEFAULT_HYPOTHESIS_TEMPLATE};
 use deberta_tokenizer::EncodeOptions;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,31 +21,22 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 
-/// How the classification head's scores relate to its logits (to answer `raw_scores`, and to
-/// score reranking as TEI: a one-logit head through a sigmoid).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scores {
-    /// Softmax probabilities.
-    Softmax,
-    /// Independent sigmoids (`problem_type: multi_label_classification`).
-    Sigmoid,
-    /// The logit itself (one label: regression, or a reranker's relevance logit).
-    Logit,
+/// A pipeline score back to its logit, for `raw_scores` (softmax scores come back as
+/// log-probabilities: the logits shifted so that their log-sum-exp is 0).
+fn to_logit(scoring: Scoring, score: f64) -> f64 {
+    match scoring {
+        Scoring::Softmax => score.ln(),
+        Scoring::Sigmoid => (score / (1.0 - score)).ln(),
+        Scoring::Raw => score,
+    }
 }
 
-impl Scores {
-    fn to_logit(self, score: f64) -> f64 {
-        match self {
-            Scores::Softmax => score.ln(),
-            Scores::Sigmoid => (score / (1.0 - score)).ln(),
-            Scores::Logit => score,
-        }
-    }
-    fn to_probability(self, score: f64) -> f64 {
-        match self {
-            Scores::Softmax | Scores::Sigmoid => score,
-            Scores::Logit => 1.0 / (1.0 + (-score).exp()),
-        }
+/// A pipeline score as a probability, for reranking: a one-logit head (a reranker's relevance
+/// logit) goes through a sigmoid, as in TEI.
+fn to_probability(scoring: Scoring, score: f64) -> f64 {
+    match scoring {
+        Scoring::Softmax | Scoring::Sigmoid => score,
+        Scoring::Raw => 1.0 / (1.0 + (-score).exp()),
     }
 }
 
@@ -53,7 +44,7 @@ pub struct AppState {
     pub infer: Infer,
     pub info: Info,
     pub pooling: Pooling,
-    pub scores: Scores,
+    pub scores: Scoring,
     /// The class whose probability ranks texts in `/rerank`; `None`: the model cannot rerank.
     pub relevant: Option<String>,
     pub limit: Arc<Semaphore>,
@@ -157,7 +148,7 @@ async fn predict(
     let mut out = Vec::with_capacity(responses.len());
     for r in responses {
         let Response::TextClassification(scores) = r else { return Err(unexpected("/predict")) };
-        let raw = |x: f64| if req.raw_scores { s.scores.to_logit(x) } else { x };
+        let raw = |x: f64| if req.raw_scores { to_logit(s.scores, x) } else { x };
         out.push(
             scores
                 .into_iter()
@@ -207,7 +198,7 @@ async fn rerank(
             .find(|l| l.label == relevant)
             .map(|l| l.score)
             .ok_or_else(|| ApiError::backend(format!("no score for the label {relevant:?}")))?;
-        let score = if req.raw_scores { s.scores.to_logit(score) } else { s.scores.to_probability(score) };
+        let score = if req.raw_scores { to_logit(s.scores, score) } else { to_probability(s.scores, score) };
         let text = req.return_text.then(|| req.texts[index].clone());
         ranks.push(Rank { index, text, score });
     }

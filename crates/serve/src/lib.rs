@@ -81,27 +81,14 @@ impl ServeOptions {
     }
 }
 
-/// What `/rerank` and `raw_scores` need from the classifier's config (HF's `problem_type` rule).
-fn classifier_scores(model_dir: &std::path::Path, labels: &[String]) -> (http::Scores, Option<String>) {
-    let config: serde_json::Value = std::fs::read_to_string(model_dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let problem = config.get("problem_type").and_then(|v| v.as_str());
-    let scores = match problem {
-        Some("multi_label_classification") => http::Scores::Sigmoid,
-        _ if labels.len() == 1 => http::Scores::Logit,
-        _ => http::Scores::Softmax,
-    };
-    let relevant = match labels.len() {
+/// The class whose probability ranks texts in `/rerank`: the only one, else the NLI head's
+/// entailment label, else the second of two (the positive class of a binary classifier).
+fn relevant_label(pre: &deberta_infer::Preprocessor) -> Option<String> {
+    let labels = pre.id2label();
+    match labels.len() {
         1 => Some(labels[0].clone()),
-        _ => labels
-            .iter()
-            .find(|l| l.to_lowercase().starts_with("entail"))
-            .cloned()
-            .or_else(|| (labels.len() == 2).then(|| labels[1].clone())),
-    };
-    (scores, relevant)
+        n => pre.entailment().or((n == 2).then_some(1)).map(|i| labels[i].clone()),
+    }
 }
 
 /// Loads the model, listens on `options.addr`, calls `on_ready` with the bound address, and
@@ -151,9 +138,9 @@ pub fn serve<B: Backend>(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = options.tokenization_workers.unwrap_or(cores);
     let (scores, relevant) = if pre.tasks().contains(&Task::TextClassification) {
-        classifier_scores(&options.model_dir, pre.id2label())
+        (pre.scoring(), relevant_label(&pre))
     } else {
-        (http::Scores::Softmax, None)
+        (deberta_infer::Scoring::Softmax, None)
     };
     let model_id = options.model_id.clone().unwrap_or_else(|| {
         let dir = options.model_dir.canonicalize().unwrap_or_else(|_| options.model_dir.clone());
