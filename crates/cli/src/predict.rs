@@ -11,7 +11,8 @@
 //! - question answering: `{"question": ..., "context": ...}` -> `{"answer", "start", "end",
 //!   "null_score_diff"}` (`""` for no answer; character offsets in the context).
 
-use crate::flags::Runtime;
+use crate::backend::Dtype;
+use crate::flags::Inference;
 use crate::vocab::{check_vocab, tokenizer};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
@@ -48,8 +49,9 @@ pub struct Args {
     max_length: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    // --dtype: f32 or int8.
     #[command(flatten)]
-    runtime: Runtime,
+    inference: Inference,
 }
 
 /// One input line, parsed.
@@ -107,14 +109,17 @@ impl Line {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    args.runtime.start()?;
+    args.inference.runtime.start()?;
+    if args.inference.dtype == Dtype::Bf16 {
+        bail!("--dtype bf16: predict runs in f32 or int8");
+    }
     let tok = tokenizer(args.tokenizer.as_deref(), &args.model)?;
     let card = TaskCard::read(&args.model)?;
     let config = deberta_io::read_config(&args.model)?;
     check_vocab(&config, &tok, args.model.display())?;
     let lines = read_lines(&args.input)?;
     let max_length = args.max_length.or(card.as_ref().map(|c| c.features.max_length)).unwrap_or(512);
-    let results = with_backend!(args.runtime.device, |B, device| predict_on::<B>(
+    let results = with_backend!(args.inference.runtime.device, |B, device| predict_on::<B>(
         &args,
         &tok,
         card.as_ref(),
@@ -136,8 +141,8 @@ fn predict_on<B: Backend>(
     max_length: usize,
     device: &B::Device,
 ) -> Result<Vec<Value>> {
-    let loaded =
-        load_model::<B>(&args.model, &LoadOptions::default(), device).context("loading the model")?;
+    let options = LoadOptions { int8: args.inference.dtype == Dtype::Int8, ..LoadOptions::default() };
+    let loaded = load_model::<B>(&args.model, &options, device).context("loading the model")?;
     let (config, model) = (loaded.config, loaded.model);
     let labels = labels_of(&config);
     let token_types = config.type_vocab_size > 0;
