@@ -79,16 +79,19 @@ pub fn pack_panels(q: &[i8], d_in: usize, d_out: usize) -> Vec<i8> {
 
 /// Symmetric i8 quantisation of one output channel: (scale, values). An all-zero channel gets
 /// scale 1 (any scale represents it exactly).
+#[inline(always)]
 pub fn quantize_channel(w: &[f32]) -> (f32, Vec<i8>) {
     let amax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
     let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
     (scale, w.iter().map(|x| (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8).collect())
 }
 
-impl PackedLinear {
-    /// Packs `w` (`[d_in, d_out]`, row-major: burn's Linear layout) and its bias.
-    pub fn new(w: &[f32], d_in: usize, d_out: usize, bias: Option<Vec<f32>>, source: FlexTensor) -> Self {
-        assert_eq!(w.len(), d_in * d_out, "weight of {d_in} x {d_out}");
+/// [`quantize_channel`] of every column of `w` (`[d_in, d_out]` row-major): the values (row-major),
+/// scales and column sums. Compiled for AVX2 where the CPU has it (the same code: the same values;
+/// without SSE4.1 every rounding is a libm call).
+fn quantize_columns(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
+    #[inline(always)]
+    fn all(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
         let mut q = vec![0i8; d_in * d_out];
         let (mut scale, mut col_sum) = (Vec::with_capacity(d_out), Vec::with_capacity(d_out));
         let mut column = vec![0f32; d_in];
@@ -99,6 +102,29 @@ impl PackedLinear {
             col_sum.push(qn.iter().map(|&v| v as i32).sum());
             qn.iter().enumerate().for_each(|(k, &v)| q[k * d_out + n] = v);
         }
+        (q, scale, col_sum)
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: unsafe only because it is compiled for AVX2+FMA; called below only when the
+        // CPU has them.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
+            all(w, d_in, d_out)
+        }
+        if Isa::Avx2.available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked on the line above).
+            return unsafe { avx2(w, d_in, d_out) };
+        }
+    }
+    all(w, d_in, d_out)
+}
+
+impl PackedLinear {
+    /// Packs `w` (`[d_in, d_out]`, row-major: burn's Linear layout) and its bias.
+    pub fn new(w: &[f32], d_in: usize, d_out: usize, bias: Option<Vec<f32>>, source: FlexTensor) -> Self {
+        assert_eq!(w.len(), d_in * d_out, "weight of {d_in} x {d_out}");
+        let (q, scale, col_sum) = quantize_columns(w, d_in, d_out);
         let depth = d_in.next_multiple_of(4);
         PackedLinear { d_in, d_out, depth, data: pack_panels(&q, d_in, d_out), scale, col_sum, bias, source }
     }
@@ -178,14 +204,26 @@ impl Int8Linears {
 /// outputs are NaN rather than finite nonsense.
 #[inline(always)]
 pub fn quantize_row(x: &[f32], out: &mut [u8]) -> (f32, i32) {
-    let (mut lo, mut hi) = (0f32, 0f32);
-    let mut finite = true;
-    for &v in x {
-        lo = lo.min(v);
-        hi = hi.max(v);
-        finite &= v.is_finite();
+    // Eight independent lanes with plain compares, so that the loop vectorises; `v * 0` is NaN
+    // exactly when `v` is NaN or infinite.
+    let (mut lo, mut hi, mut poison) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            lo[j] = if c[j] < lo[j] { c[j] } else { lo[j] };
+            hi[j] = if c[j] > hi[j] { c[j] } else { hi[j] };
+            poison[j] += c[j] * 0.0;
+        }
     }
-    if !finite {
+    for (j, &v) in tail.iter().enumerate() {
+        lo[j] = if v < lo[j] { v } else { lo[j] };
+        hi[j] = if v > hi[j] { v } else { hi[j] };
+        poison[j] += v * 0.0;
+    }
+    let lo = lo.iter().fold(0f32, |a, &b| a.min(b));
+    let hi = hi.iter().fold(0f32, |a, &b| a.max(b));
+    if poison.iter().sum::<f32>().is_nan() {
         out[..x.len()].fill(0);
         return (f32::NAN, 0);
     }
@@ -197,7 +235,9 @@ pub fn quantize_row(x: &[f32], out: &mut [u8]) -> (f32, i32) {
     let inv = 1.0 / scale;
     let zero = (-lo * inv).round_ties_even().clamp(0.0, 255.0);
     for (u, &v) in out.iter_mut().zip(x) {
-        *u = (v * inv + zero).round_ties_even().clamp(0.0, 255.0) as u8;
+        let q = (v * inv + zero).round_ties_even().clamp(0.0, 255.0);
+        // SAFETY: `q` is finite (the row is) and clamped into 0..=255, so it fits an i32.
+        *u = unsafe { q.to_int_unchecked::<i32>() } as u8;
     }
     (scale, zero as i32)
 }
@@ -528,8 +568,27 @@ pub fn dense_rows(isa: Isa, layers: &[&PackedLinear], x: &[f32], epilogue: Epilo
     outs
 }
 
-/// Rows `rows` x the columns of panel `p` of `layer`, into `out` (`[rows, d_out]`).
+/// Rows `rows` x the columns of panel `p` of `layer`, into `out` (`[rows, d_out]`); the epilogue
+/// compiled for AVX2 where the kernel is at least that (the same code: the same results).
 fn panel_task(isa: Isa, a: &QuantRows, layer: &PackedLinear, p: usize, rows: std::ops::Range<usize>, out: Out, epilogue: Epilogue) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: unsafe only because it is compiled for AVX2+FMA; called below only when the
+        // kernel's instruction set (which the CPU has, `kernel` asserts) includes them.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(isa: Isa, a: &QuantRows, layer: &PackedLinear, p: usize, rows: std::ops::Range<usize>, out: Out, epilogue: Epilogue) {
+            panel_rows(isa, a, layer, p, rows, out, epilogue)
+        }
+        if isa >= Isa::Avx2 && isa.available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked on the line above).
+            return unsafe { avx2(isa, a, layer, p, rows, out, epilogue) };
+        }
+    }
+    panel_rows(isa, a, layer, p, rows, out, epilogue)
+}
+
+#[inline(always)]
+fn panel_rows(isa: Isa, a: &QuantRows, layer: &PackedLinear, p: usize, rows: std::ops::Range<usize>, out: Out, epilogue: Epilogue) {
     let c0 = p * NR;
     let width = NR.min(layer.d_out - c0);
     let panel = layer.panel(p);
