@@ -2,8 +2,8 @@
 //! official metrics, and write its predictions. With the `finetune.json` that `finetune` saves
 //! next to the model, the evaluation repeats training's exactly (same inputs, same batches).
 
-use crate::finetune::{check_length, load_data, set_name, AnswerFlags, FeatureFlags, TaskFlags};
 use crate::backend::Dtype;
+use crate::finetune::{check_length, load_data, set_name, AnswerFlags, FeatureFlags, TaskFlags};
 use crate::flags::Inference;
 use crate::vocab::{check_vocab, tokenizer};
 use crate::with_backend;
@@ -125,7 +125,9 @@ fn evaluate_on<B: Backend>(
     pad_id: u32,
     device: &B::Device,
 ) -> Result<Vec<(String, deberta_train::finetune::task::Evaluation)>> {
-    let options = LoadOptions { head: Some(task.head()), init_missing_head: false,
+    let options = LoadOptions {
+        head: Some(task.head()),
+        init_missing_head: false,
         int8: args.inference.dtype == Dtype::Int8,
     };
     let loaded = load_model::<B>(&args.model, &options, device).context("loading the model")?;

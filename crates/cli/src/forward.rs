@@ -40,7 +40,9 @@ pub fn run(args: Args) -> Result<()> {
 
 fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &B::Device) -> Result<()> {
     init_dtype::<B>(device, args.inference.dtype)?;
-    let options = LoadOptions { head: args.head.map(Head::from), init_missing_head: args.init_missing_head,
+    let options = LoadOptions {
+        head: args.head.map(Head::from),
+        init_missing_head: args.init_missing_head,
         int8: args.inference.dtype == Dtype::Int8,
     };
     let loaded = load_model::<B>(&model_dir, &options, device).context("loading the model")?;

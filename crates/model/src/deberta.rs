@@ -363,7 +363,11 @@ impl<B: Backend> DisentangledSelfAttention<B> {
 
     /// `(q, k, v)` projections: int8 when packed and applicable, with the input quantised once
     /// when queries and keys come from the same tensor.
-    fn project(&self, hidden: Tensor<B, 3>, query: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
+    fn project(
+        &self,
+        hidden: Tensor<B, 3>,
+        query: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
         if let Some([pq, pk, pv]) = self.int8.get([&self.query_proj, &self.key_proj, &self.value_proj]) {
             if fast::same_buffer(&hidden, &query) {
                 let [q, k, v] = int8::dense_many(&[pq, pk, pv], hidden).try_into().expect("three");
@@ -595,7 +599,8 @@ impl<B: Backend> DebertaV2Layer<B> {
         let attn = self.attention.self_attn.forward(hidden, query.clone(), mask, rel);
         let out = &self.attention.output;
         let act = self.intermediate.act;
-        if let Some([po, pi, pf]) = self.int8.get([&out.dense, &self.intermediate.dense, &self.output.dense]) {
+        if let Some([po, pi, pf]) = self.int8.get([&out.dense, &self.intermediate.dense, &self.output.dense])
+        {
             // Dropout is the identity here (int8 runs at inference only), so the residual adds
             // fuse into the products' epilogues.
             let x1 = out.LayerNorm.forward(int8::dense(po, attn, false, Some(query)));

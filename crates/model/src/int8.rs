@@ -141,7 +141,8 @@ impl PackedLinear {
         let weight = layer.weight.val();
         let source = fast::to_flex(weight.clone());
         let w: Vec<f32> = weight.into_data().convert::<f32>().to_vec().expect("f32 data");
-        let bias = layer.bias.as_ref().map(|b| b.val().into_data().convert::<f32>().to_vec().expect("f32 data"));
+        let bias =
+            layer.bias.as_ref().map(|b| b.val().into_data().convert::<f32>().to_vec().expect("f32 data"));
         Ok(Self::new(&w, d_in, d_out, bias, source))
     }
 
@@ -173,7 +174,8 @@ impl std::fmt::Debug for Int8Linears {
 impl Int8Linears {
     /// Packs `layers` (in the order `get` will be asked for them).
     pub fn pack<B: Backend>(layers: &[(&Linear<B>, &str)]) -> Result<Self, Int8Error> {
-        let packed = layers.iter().map(|(l, name)| PackedLinear::from_linear(*l, name)).collect::<Result<_, _>>()?;
+        let packed =
+            layers.iter().map(|(l, name)| PackedLinear::from_linear(*l, name)).collect::<Result<_, _>>()?;
         Ok(Int8Linears(Some(Arc::new(packed))))
     }
 
@@ -367,7 +369,13 @@ mod x86 {
     /// AVX512-VNNI: `M` rows x 64 columns in 4M zmm accumulators, one `vpdpbusd` per 4 inputs x
     /// 16 columns.
     #[inline(always)]
-    unsafe fn tile512<const M: usize>(a: *const u8, a_stride: usize, panel: *const i8, depth: usize, tile: *mut i32) {
+    unsafe fn tile512<const M: usize>(
+        a: *const u8,
+        a_stride: usize,
+        panel: *const i8,
+        depth: usize,
+        tile: *mut i32,
+    ) {
         // SAFETY (whole body): the caller guarantees M rows of `depth` bytes at `a` (stride
         // `a_stride`), a panel of depth x NR bytes and a tile of MR x NR i32; the CPU has AVX512F,
         // AVX512BW and AVX512-VNNI (checked by `Isa::available` before the dispatch).
@@ -398,7 +406,14 @@ mod x86 {
 
     /// See [`super::kernel`] for the contract.
     #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn tile_avx512vnni(a: *const u8, a_stride: usize, mr: usize, panel: *const i8, depth: usize, tile: *mut i32) {
+    pub unsafe fn tile_avx512vnni(
+        a: *const u8,
+        a_stride: usize,
+        mr: usize,
+        panel: *const i8,
+        depth: usize,
+        tile: *mut i32,
+    ) {
         // SAFETY: the contract of this function is the contract of `tile512` with M = mr <= MR.
         unsafe {
             match mr {
@@ -482,7 +497,14 @@ mod x86 {
         ($name:ident, $dot:ty, $features:literal, $rows:literal) => {
             /// See [`super::kernel`] for the contract.
             #[target_feature(enable = $features)]
-            pub unsafe fn $name(a: *const u8, a_stride: usize, mr: usize, panel: *const i8, depth: usize, tile: *mut i32) {
+            pub unsafe fn $name(
+                a: *const u8,
+                a_stride: usize,
+                mr: usize,
+                panel: *const i8,
+                depth: usize,
+                tile: *mut i32,
+            ) {
                 // SAFETY: the contract of this function is that of `tile256`, in row blocks of at
                 // most `$rows`.
                 unsafe {
@@ -506,7 +528,15 @@ mod x86 {
 
 /// `tile[i * NR + c] = sum_k a[i * a_stride + k] * w[k][c]` for `i < mr`, `c < NR`, with `w` the
 /// packed `panel` of `depth` inputs, on `isa` (which the CPU must have).
-pub fn kernel(isa: Isa, a: &[u8], a_stride: usize, mr: usize, panel: &[i8], depth: usize, tile: &mut [i32; MR * NR]) {
+pub fn kernel(
+    isa: Isa,
+    a: &[u8],
+    a_stride: usize,
+    mr: usize,
+    panel: &[i8],
+    depth: usize,
+    tile: &mut [i32; MR * NR],
+) {
     assert!(mr >= 1 && mr <= MR && depth % 4 == 0, "tile of {mr} rows, depth {depth}");
     assert!(a.len() >= (mr - 1) * a_stride + depth && panel.len() >= depth * NR, "operands too short");
     assert!(isa.available(), "{isa:?} on a CPU without it");
@@ -570,13 +600,29 @@ pub fn dense_rows(isa: Isa, layers: &[&PackedLinear], x: &[f32], epilogue: Epilo
 
 /// Rows `rows` x the columns of panel `p` of `layer`, into `out` (`[rows, d_out]`); the epilogue
 /// compiled for AVX2 where the kernel is at least that (the same code: the same results).
-fn panel_task(isa: Isa, a: &QuantRows, layer: &PackedLinear, p: usize, rows: std::ops::Range<usize>, out: Out, epilogue: Epilogue) {
+fn panel_task(
+    isa: Isa,
+    a: &QuantRows,
+    layer: &PackedLinear,
+    p: usize,
+    rows: std::ops::Range<usize>,
+    out: Out,
+    epilogue: Epilogue,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: unsafe only because it is compiled for AVX2+FMA; called below only when the
         // kernel's instruction set (which the CPU has, `kernel` asserts) includes them.
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(isa: Isa, a: &QuantRows, layer: &PackedLinear, p: usize, rows: std::ops::Range<usize>, out: Out, epilogue: Epilogue) {
+        unsafe fn avx2(
+            isa: Isa,
+            a: &QuantRows,
+            layer: &PackedLinear,
+            p: usize,
+            rows: std::ops::Range<usize>,
+            out: Out,
+            epilogue: Epilogue,
+        ) {
             panel_rows(isa, a, layer, p, rows, out, epilogue)
         }
         if isa >= Isa::Avx2 && isa.available() {
@@ -588,7 +634,15 @@ fn panel_task(isa: Isa, a: &QuantRows, layer: &PackedLinear, p: usize, rows: std
 }
 
 #[inline(always)]
-fn panel_rows(isa: Isa, a: &QuantRows, layer: &PackedLinear, p: usize, rows: std::ops::Range<usize>, out: Out, epilogue: Epilogue) {
+fn panel_rows(
+    isa: Isa,
+    a: &QuantRows,
+    layer: &PackedLinear,
+    p: usize,
+    rows: std::ops::Range<usize>,
+    out: Out,
+    epilogue: Epilogue,
+) {
     let c0 = p * NR;
     let width = NR.min(layer.d_out - c0);
     let panel = layer.panel(p);
@@ -637,7 +691,9 @@ pub fn dense<B: Backend, const D: usize>(
     let residual = residual.map(|r| fast::to_flex(r).to_contiguous());
     let rows: usize = dims[..D - 1].iter().product();
     let epilogue = match (&residual, gelu) {
-        (Some(r), false) => Epilogue::Residual(&r.storage::<f32>()[r.layout().start_offset()..][..rows * layer.d_out]),
+        (Some(r), false) => {
+            Epilogue::Residual(&r.storage::<f32>()[r.layout().start_offset()..][..rows * layer.d_out])
+        }
         (None, true) => Epilogue::Gelu,
         (None, false) => Epilogue::None,
         (Some(_), true) => unreachable!("GELU and a residual are never fused together"),
@@ -647,11 +703,18 @@ pub fn dense<B: Backend, const D: usize>(
 }
 
 /// [`dense`] for several layers on one input, quantised once (attention's q, k and v).
-pub fn dense_many<B: Backend, const D: usize>(layers: &[&PackedLinear], x: Tensor<B, D>) -> Vec<Tensor<B, D>> {
+pub fn dense_many<B: Backend, const D: usize>(
+    layers: &[&PackedLinear],
+    x: Tensor<B, D>,
+) -> Vec<Tensor<B, D>> {
     dense_flex(layers, x, Epilogue::None)
 }
 
-fn dense_flex<B: Backend, const D: usize>(layers: &[&PackedLinear], x: Tensor<B, D>, epilogue: Epilogue) -> Vec<Tensor<B, D>> {
+fn dense_flex<B: Backend, const D: usize>(
+    layers: &[&PackedLinear],
+    x: Tensor<B, D>,
+    epilogue: Epilogue,
+) -> Vec<Tensor<B, D>> {
     let dims = x.dims();
     let x = fast::to_flex(x).to_contiguous();
     let xs: &[f32] = &x.storage::<f32>()[x.layout().start_offset()..][..dims.iter().product::<usize>()];

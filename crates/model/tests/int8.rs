@@ -53,9 +53,8 @@ fn kernels_give_hand_computed_sums() {
     ];
     // q[k][n]: column 0 all 127, column 1 all -128, column 2 alternating +-1, column 3 = k,
     // column 4 = 0.
-    let q: Vec<i8> = (0..depth)
-        .flat_map(|k| [127, -128, if k % 2 == 0 { 1 } else { -1 }, k as i8, 0])
-        .collect();
+    let q: Vec<i8> =
+        (0..depth).flat_map(|k| [127, -128, if k % 2 == 0 { 1 } else { -1 }, k as i8, 0]).collect();
     #[rustfmt::skip]
     let want = [
         // 8 x 255 x 127, 8 x 255 x -128, 0, 255 x (0+...+7) = 255 x 28, 0
@@ -87,7 +86,8 @@ fn kernels_equal_exact_integer_sums() {
                 for i in 0..mr {
                     for c in 0..NR.min(d_out - p * NR) {
                         let n = p * NR + c;
-                        let want: i64 = (0..depth).map(|k| a[i * depth + k] as i64 * q[k * d_out + n] as i64).sum();
+                        let want: i64 =
+                            (0..depth).map(|k| a[i * depth + k] as i64 * q[k * d_out + n] as i64).sum();
                         assert_eq!(tile[i * NR + c] as i64, want, "{isa:?}: {mr} rows, row {i}, column {n}");
                     }
                 }
@@ -225,7 +225,8 @@ fn base_shape_cosine() {
     Flex::seed(&device, 0);
     let model = DebertaModel::<Flex>::new(&config, Head::Base, &device);
     for rows in [1, 8] {
-        let ids: Vec<i64> = (0..rows * 128).map(|k| (4 + (k * 7919) % (config.vocab_size - 4)) as i64).collect();
+        let ids: Vec<i64> =
+            (0..rows * 128).map(|k| (4 + (k * 7919) % (config.vocab_size - 4)) as i64).collect();
         let batch = Batch {
             input_ids: Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids, [rows, 128]), &device),
             attention_mask: Tensor::<Flex, 2, Int>::ones([rows, 128], &device),
