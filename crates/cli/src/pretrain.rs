@@ -93,8 +93,8 @@ pub struct Args {
     seed: u64,
     #[arg(long, default_value = "runs/pretrain")]
     out: PathBuf,
-    /// Write a checkpoint every N steps (default: every 10% of the run).
-    #[arg(long)]
+    /// Write a checkpoint every N steps, N >= 1 (default: every 10% of the run).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_every: Option<u64>,
     /// Checkpoints kept on disk (oldest deleted first).
     #[arg(long, default_value_t = 2)]
@@ -112,8 +112,8 @@ pub struct Args {
     /// lines, at most 64).
     #[arg(long)]
     eval_lines: Option<usize>,
-    /// Log a line every N steps (the progress bar shows every step on a terminal).
-    #[arg(long, default_value_t = 50)]
+    /// Log a line every N steps, N >= 1 (the progress bar shows every step on a terminal).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     log_every: u64,
     #[command(flatten)]
     runtime: Runtime,

@@ -215,7 +215,7 @@ fn damaged_weights_are_refused() {
         std::fs::write(model.join("pytorch_model.bin"), &bin[..len]).unwrap();
         fails(
             &["convert", "--model", s(&model), "--out", s(&dir.join("converted"))],
-            &["pytorch_model.bin", "damaged or truncated"],
+            &["pytorch_model.bin", "truncated: storage"],
         );
         assert!(!dir.join("converted").exists());
     }
@@ -309,6 +309,8 @@ fn numeric_flags_are_range_checked() {
         ("--lr=-1", "--lr -1: must be positive"),
         ("--weight-decay=NaN", "--weight-decay NaN: must be a finite number"),
         ("--max-grad-norm=-3", "--max-grad-norm -3: must be positive"),
+        ("--checkpoint-every=0", "invalid value '0' for '--checkpoint-every <CHECKPOINT_EVERY>'"),
+        ("--log-every=0", "invalid value '0' for '--log-every <LOG_EVERY>'"),
     ] {
         fails(&with(&args, &["--seq-len", "40", flag]), &[expect]);
     }

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod inputs;
 pub mod tensors;
+mod torch_storages;
 
 pub use checkpoint::{load_model, read_config, save_model, LoadOptions, LoadedModel};
 pub use tensors::{read_model_dir, read_safetensors, write_safetensors, HostTensor, TensorMap};

@@ -129,29 +129,40 @@ pub fn read_sharded(
 
 /// Checks a torch zip checkpoint end to end before burn-store reads it (it pads short storages
 /// with zeros and falls back to other layouts when the archive does not open): the archive must
-/// open, and every entry must read back to its recorded size with a matching CRC-32. Files that
-/// are not zip archives (the legacy layout) pass through.
-fn check_torch_zip(path: &Path) -> Result<(), IoError> {
+/// open, and every entry must read back to its recorded size with a matching CRC-32. Returns the
+/// entries' names and sizes and the bytes of the model pickle (`data.pkl`) for the storage
+/// check, or `None` for files that are not zip archives (the legacy layout).
+type ZipContents = (Vec<(String, u64)>, Vec<u8>);
+fn check_torch_zip(path: &Path) -> Result<Option<ZipContents>, IoError> {
     use std::io::Read;
     let corrupt = |message: String| IoError::Corrupt { path: path.to_path_buf(), message };
     let mut file = std::fs::File::open(path).map_err(|e| IoError::file(path, e))?;
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(|e| IoError::file(path, e))?;
     if n < 4 || magic != *b"PK\x03\x04" {
-        return Ok(());
+        return Ok(None);
     }
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| corrupt(format!("damaged or truncated zip archive ({e})")))?;
     let mut buf = vec![0u8; 1 << 20];
+    let mut entries = Vec::new();
+    let mut pickle = None;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
         let name = entry.name().map(|n| n.to_string()).unwrap_or_else(|_| format!("#{i}"));
         let expected = entry.size();
+        let is_pickle = name.ends_with("/data.pkl") || name == "data.pkl";
         let mut read = 0u64;
+        let mut bytes = Vec::new();
         loop {
             match entry.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => read += n as u64,
+                Ok(n) => {
+                    read += n as u64;
+                    if is_pickle {
+                        bytes.extend_from_slice(&buf[..n]);
+                    }
+                }
                 Err(e) => return Err(corrupt(format!("zip entry `{name}`: {e} (damaged or truncated)"))),
             }
         }
@@ -160,93 +171,34 @@ fn check_torch_zip(path: &Path) -> Result<(), IoError> {
                 "zip entry `{name}`: {read} bytes, expected {expected} (truncated)"
             )));
         }
-    }
-    Ok(())
-}
-
-/// Checks that the raw storages of a legacy (pre-1.6) torch file fill its data section exactly.
-/// That section is one record per storage, in the order of the storage-key list: a u64 element
-/// count, then the elements. burn-store reads a record cut short as zeros, so a truncated file
-/// would load silently. `sizes` are the element sizes the file's tensors use. Returns an error
-/// message, or `None` when the file is consistent (or is not in the legacy layout).
-fn legacy_storage_problem(path: &Path, sizes: &[usize]) -> Option<String> {
-    use burn_store::pytorch::pickle_reader::{read_pickle, skip_pickle, Object};
-    use std::io::{Read, Seek};
-    let mut r = std::io::BufReader::new(std::fs::File::open(path).ok()?);
-    let mut magic = [0u8; 2];
-    r.read_exact(&mut magic).ok()?;
-    if magic != [0x80, 0x02] {
-        return None;
-    }
-    r.rewind().ok()?;
-    for _ in 0..3 {
-        read_pickle(&mut r).ok()?;
-    }
-    // Magic number, protocol and sys-info parsed: the file is in the legacy layout, so what does
-    // not parse from here on is damage (burn-store would otherwise guess where the data starts).
-    let model_start = r.stream_position().ok()?;
-    if skip_pickle(&mut r).is_err() {
-        return Some("damaged or truncated: the model pickle does not parse".into());
-    }
-    let model_end = r.stream_position().ok()?;
-    let Ok(Object::List(keys)) = read_pickle(&mut r) else {
-        return Some("damaged or truncated: the storage-key list does not parse".into());
-    };
-    let start = r.stream_position().ok()?;
-    // Every storage the key list names must be one the model pickle refers to (burn-store
-    // matches them by key; a damaged key would make it read the storages from the wrong place).
-    let mut model = vec![0u8; (model_end - model_start) as usize];
-    r.seek(std::io::SeekFrom::Start(model_start)).ok()?;
-    r.read_exact(&mut model).ok()?;
-    for key in &keys {
-        let Object::String(key) = key else {
-            return Some(format!("damaged: storage key {key:?} is not a string"));
-        };
-        if key.is_empty() || !model.windows(key.len()).any(|w| w == key.as_bytes()) {
-            return Some(format!("damaged: storage key {key:?} is not used by any tensor"));
+        if is_pickle {
+            pickle = Some(bytes);
         }
+        entries.push((name, expected));
     }
-    r.seek(std::io::SeekFrom::Start(start)).ok()?;
-    let mut data = Vec::new();
-    r.read_to_end(&mut data).ok()?;
-    // Depth-first over the element size of each record (one size in practice; a few at most).
-    fn tiles(data: &[u8], pos: usize, left: usize, sizes: &[usize], budget: &mut usize) -> bool {
-        if left == 0 {
-            return pos == data.len();
-        }
-        let Some(head) = data.get(pos..pos + 8) else { return false };
-        let count = u64::from_le_bytes(head.try_into().expect("8 bytes")) as usize;
-        sizes.iter().any(|&e| {
-            *budget = budget.saturating_sub(1);
-            *budget > 0
-                && count
-                    .checked_mul(e)
-                    .and_then(|n| n.checked_add(pos + 8))
-                    .is_some_and(|next| next <= data.len() && tiles(data, next, left - 1, sizes, budget))
-        })
+    let pickle = pickle.ok_or_else(|| corrupt("no data.pkl entry: not a torch checkpoint".into()))?;
+    // torch writes every entry under one folder (the archive's name); burn-store finds storages
+    // by name patterns, so a damaged name could make it pick the wrong one.
+    let folder = entries.iter().find_map(|(n, _)| n.strip_suffix("data.pkl")).unwrap_or("").to_string();
+    if let Some((name, _)) = entries.iter().find(|(n, _)| !n.starts_with(&folder)) {
+        return Err(corrupt(format!("zip entry `{name}` is outside the archive's folder `{folder}`")));
     }
-    let mut budget = 100_000;
-    if tiles(&data, 0, keys.len(), sizes, &mut budget) || budget == 0 {
-        return None;
-    }
-    Some(format!(
-        "damaged or truncated: the {} bytes after byte {start} do not hold the {} storages the file lists",
-        data.len(),
-        keys.len()
-    ))
+    Ok(Some((entries, pickle)))
 }
 
 /// Reads a `pytorch_model.bin` (torch zip format or the pre-1.6 legacy pickle layout).
 pub fn read_pytorch(path: &Path) -> Result<TensorMap, IoError> {
-    check_torch_zip(path)?;
+    let zip = check_torch_zip(path)?;
     let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| IoError::Corrupt {
         path: path.to_path_buf(),
         message: format!("not a readable PyTorch checkpoint: {e}"),
     })?;
-    let mut sizes: Vec<usize> = reader.tensors().values().map(|t| t.dtype.size()).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    if let Some(message) = legacy_storage_problem(path, &sizes) {
+    let tensors = reader.tensors().len();
+    let problem = match &zip {
+        Some((entries, pickle)) => crate::torch_storages::zip_problem(entries, pickle, tensors),
+        None => crate::torch_storages::legacy_problem(path, tensors),
+    };
+    if let Some(message) = problem {
         return Err(IoError::Corrupt { path: path.to_path_buf(), message });
     }
     let mut out = TensorMap::new();

@@ -7,10 +7,9 @@
 //!   raw tensor data is a different (valid) file that no reader can tell apart.
 //! - `torch_zip_damage` (128 cases): truncations and flips anywhere; the zip CRC-32 of every
 //!   entry must catch a flip in the data.
-//! - `torch_legacy_damage` (128 cases): truncations anywhere; flips only in the storage-key
-//!   list pickle just before the raw storages (the legacy layout has no checksum either).
-//!   Flips in the model pickle are NOT covered: a flip there can still load other weights
-//!   silently (open finding, see the ignored `legacy_model_pickle_flip_loads_other_weights`).
+//! - `torch_legacy_damage` (128 cases): truncations anywhere; flips in the model pickle and the
+//!   storage-key list pickle before the raw storages (the legacy layout has no checksum, so a
+//!   flip inside the raw storages is, as for safetensors, a different valid file).
 //!
 //! A flip inside a tensor's *name* gives the same tensors under another name: the reader cannot
 //! know the name was meant to be different (there is nothing to check it against), and loading
@@ -105,19 +104,20 @@ fn safetensors_header_end(bytes: &[u8]) -> usize {
     8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize
 }
 
-/// Where the storage-key list pickle of a legacy torch file starts and ends (the raw storages
-/// follow it), after the magic-number, protocol, sys-info and model pickles.
-fn legacy_key_list(path: &Path) -> std::ops::Range<usize> {
+/// Where the model pickle and the storage-key list pickle of a legacy torch file start and end
+/// (the raw storages follow them), after the magic-number, protocol and sys-info pickles.
+fn legacy_pickles(path: &Path) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
     use burn_store::pytorch::pickle_reader::{read_pickle, skip_pickle};
     use std::io::Seek;
     let mut r = std::io::BufReader::new(std::fs::File::open(path).unwrap());
     for _ in 0..3 {
         read_pickle(&mut r).unwrap();
     }
+    let model = r.stream_position().unwrap() as usize;
     skip_pickle(&mut r).unwrap();
-    let start = r.stream_position().unwrap() as usize;
+    let keys = r.stream_position().unwrap() as usize;
     read_pickle(&mut r).unwrap();
-    start..r.stream_position().unwrap() as usize
+    (model..keys, keys..r.stream_position().unwrap() as usize)
 }
 
 proptest! {
@@ -152,7 +152,8 @@ proptest! {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..2], [0x80, 0x02]);
         let original = read_pytorch(&path).unwrap();
-        let damaged = apply(&bytes, &d, legacy_key_list(&path));
+        let (model, keys) = legacy_pickles(&path);
+        let damaged = apply(&bytes, &d, model.start..keys.end);
         check("legacy_pytorch_model.bin", read_pytorch, &original, &damaged, &d)?;
     }
 }
@@ -166,7 +167,7 @@ fn legacy_damaged_storage_key_list_is_an_error() {
     let original = read_pytorch(&path).unwrap();
     let mut damaged = bytes.clone();
     // The PROTO opcode that starts the storage-key list pickle.
-    assert_eq!(legacy_key_list(&path).start, 5369);
+    assert_eq!(legacy_pickles(&path).1.start, 5369);
     damaged[5369] = 0;
     assert!(read_pytorch_bytes(&damaged, "legacy_key_list.bin").is_err());
     let d = Damage::SetBytes(vec![(5369, 0)]);
@@ -189,6 +190,47 @@ fn legacy_damaged_storage_key_is_an_error() {
     check("legacy_key2.bin", read_pytorch, &original, &damaged, &d).unwrap();
 }
 
+/// Regression (found by `torch_zip_damage` at 3,000 cases): a damaged first letter of an entry
+/// name in the zip's central directory (not covered by the CRC) made burn-store take another
+/// storage for a tensor.
+#[test]
+fn zip_entry_name_outside_the_folder_is_an_error() {
+    let path = fixture("v2_conv_mlm_legacy/pytorch_model.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[142495..142511], b"pytorch_model/da");
+    bytes[142495] = 128;
+    let error = read_pytorch_bytes(&bytes, "zip_entry_name.bin").unwrap_err().to_string();
+    assert!(error.contains("is outside the archive's folder `pytorch_model/`"), "{error}");
+}
+
+/// A zip checkpoint whose storage entry is shorter than its tensors say, but rewritten with a
+/// correct CRC (a writer's bug rather than damage): burn-store would pad it with zeros.
+#[test]
+fn zip_storage_shorter_than_its_tensors_is_an_error() {
+    use std::io::{Read, Write};
+    let path = fixture("v2_conv_mlm_legacy/pytorch_model.bin");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut cut = None;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if cut.is_none() && name.contains("/data/") && bytes.len() > 4 {
+            bytes.truncate(bytes.len() - 4);
+            cut = Some(name.clone());
+        }
+        out.start_file(name, stored).unwrap();
+        out.write_all(&bytes).unwrap();
+    }
+    let bytes = out.finish().unwrap().into_inner();
+    let error = read_pytorch_bytes(&bytes, "zip_short_storage.bin").unwrap_err().to_string();
+    let key = cut.unwrap().rsplit_once("/data/").unwrap().1.to_string();
+    assert!(error.contains(&format!("storage {key:?} has")) && error.contains("its tensors say"), "{error}");
+}
+
 fn read_pytorch_bytes(bytes: &[u8], name: &str) -> Result<TensorMap, deberta_io::IoError> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("robustness");
     std::fs::create_dir_all(&dir).unwrap();
@@ -196,19 +238,21 @@ fn read_pytorch_bytes(bytes: &[u8], name: &str) -> Result<TensorMap, deberta_io:
     read_pytorch(&dir.join(name))
 }
 
-/// Open finding of `torch_legacy_damage` (not fixed): one bit flip in the model pickle turns a
+/// Regression (found by `torch_legacy_damage`): one bit flip in the model pickle turns a
 /// `BINGET 2` (`torch._utils._rebuild_tensor_v2`) into `BINGET 10` (`collections.OrderedDict`),
 /// so one entry is no tensor; the data section still fits the storage-key list, and burn-store
-/// then loads the other tensors with different values, without an error. Run with `--ignored`.
+/// skipped that entry while loading the others. The model pickle's persistent ids (one per
+/// tensor) now outnumber the tensors read back, which is an error.
 #[test]
-#[ignore = "open finding: legacy model-pickle damage can load other weights silently"]
-fn legacy_model_pickle_flip_loads_other_weights() {
+fn legacy_model_pickle_flip_is_an_error() {
     let path = fixture("nobucket_c2p_tokcls/pytorch_model.bin");
     let bytes = std::fs::read(&path).unwrap();
     let original = read_pytorch(&path).unwrap();
     let mut damaged = bytes.clone();
     assert_eq!(&bytes[5054..5056], b"h\x02");
     damaged[5055] ^= 1 << 3;
+    let error = read_pytorch_bytes(&damaged, "legacy_model_pickle.bin").unwrap_err().to_string();
+    assert!(error.contains("refers to 41 tensors, only 40 of them read back"), "{error}");
     let d = Damage::FlipBits(vec![(5055, 3)]);
     check("legacy_model_pickle.bin", read_pytorch, &original, &damaged, &d).unwrap();
 }

@@ -260,48 +260,64 @@ pub fn predict_outputs<B: Backend>(
     let mut outputs: Vec<Option<Output>> = vec![None; features.len()];
     for ids in eval_batches(&lengths, batch_size) {
         let feats: Vec<&Feature> = ids.iter().map(|&i| &features[i]).collect();
-        let padded = pad::<B>(&feats, pad_id, token_types, device);
-        let out = model.forward(&padded.batch, padded.choices);
-        let n = feats.len();
-        let flat =
-            |t: Tensor<B, 2>| -> Vec<f32> { t.into_data().convert::<f32>().to_vec().expect("f32 logits") };
-        match model.head() {
-            Head::QuestionAnswering => {
-                let l = padded.len;
-                let (s, e) = (
-                    flat(out.start_logits.expect("start logits")),
-                    flat(out.end_logits.expect("end logits")),
-                );
-                for (k, (&i, f)) in ids.iter().zip(&feats).enumerate() {
-                    let len = f.len();
-                    outputs[i] = Some(Output::Span {
-                        start: s[k * l..k * l + len].to_vec(),
-                        end: e[k * l..k * l + len].to_vec(),
-                    });
-                }
-            }
-            _ => match out.logits.expect("logits") {
-                Logits::Rank2(t) => {
-                    let [_, width] = t.dims();
-                    let v = flat(t);
-                    for (k, &i) in ids.iter().enumerate() {
-                        outputs[i] = Some(Output::Vector(v[k * width..(k + 1) * width].to_vec()));
-                    }
-                }
-                Logits::Rank3(t) => {
-                    let [_, l, c] = t.dims();
-                    let v: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 logits");
-                    for (k, (&i, f)) in ids.iter().zip(&feats).enumerate() {
-                        let rows =
-                            (0..f.len()).map(|p| v[(k * l + p) * c..(k * l + p + 1) * c].to_vec()).collect();
-                        outputs[i] = Some(Output::Tokens(rows));
-                    }
-                }
-            },
+        for (&i, o) in ids.iter().zip(batch_outputs(model, &feats, pad_id, token_types, device)) {
+            outputs[i] = Some(o);
         }
-        progress(n);
+        progress(feats.len());
     }
     outputs.into_iter().map(|o| o.expect("every feature is in one batch")).collect()
+}
+
+/// The head's outputs for one batch of features (padded together; multiple-choice features
+/// must have the same number of choices), padding cut off.
+pub fn batch_outputs<B: Backend>(
+    model: &DebertaModel<B>,
+    feats: &[&Feature],
+    pad_id: u32,
+    token_types: bool,
+    device: &B::Device,
+) -> Vec<Output> {
+    let padded = pad::<B>(feats, pad_id, token_types, device);
+    let out = model.forward(&padded.batch, padded.choices);
+    let flat = |t: Tensor<B, 2>| -> Vec<f32> { t.into_data().convert::<f32>().to_vec().expect("f32 logits") };
+    match model.head() {
+        Head::QuestionAnswering => {
+            let l = padded.len;
+            let (s, e) =
+                (flat(out.start_logits.expect("start logits")), flat(out.end_logits.expect("end logits")));
+            feats
+                .iter()
+                .enumerate()
+                .map(|(k, f)| {
+                    let len = f.len();
+                    Output::Span {
+                        start: s[k * l..k * l + len].to_vec(),
+                        end: e[k * l..k * l + len].to_vec(),
+                    }
+                })
+                .collect()
+        }
+        _ => match out.logits.expect("logits") {
+            Logits::Rank2(t) => {
+                let [_, width] = t.dims();
+                let v = flat(t);
+                (0..feats.len()).map(|k| Output::Vector(v[k * width..(k + 1) * width].to_vec())).collect()
+            }
+            Logits::Rank3(t) => {
+                let [_, l, c] = t.dims();
+                let v: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 logits");
+                feats
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| {
+                        Output::Tokens(
+                            (0..f.len()).map(|p| v[(k * l + p) * c..(k * l + p + 1) * c].to_vec()).collect(),
+                        )
+                    })
+                    .collect()
+            }
+        },
+    }
 }
 
 /// Mean loss of one micro-batch over its loss units (see [`Feature::loss_units`]).
