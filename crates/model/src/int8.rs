@@ -537,7 +537,7 @@ pub fn kernel(
     depth: usize,
     tile: &mut [i32; MR * NR],
 ) {
-    assert!(mr >= 1 && mr <= MR && depth % 4 == 0, "tile of {mr} rows, depth {depth}");
+    assert!((1..=MR).contains(&mr) && depth.is_multiple_of(4), "tile of {mr} rows, depth {depth}");
     assert!(a.len() >= (mr - 1) * a_stride + depth && panel.len() >= depth * NR, "operands too short");
     assert!(isa.available(), "{isa:?} on a CPU without it");
     #[cfg(target_arch = "x86_64")]
@@ -580,7 +580,7 @@ thread_local! {
 /// (`rows` contiguous rows) quantised once, on `isa`. Returns one `[rows * d_out_m]` buffer each.
 pub fn dense_rows(isa: Isa, layers: &[&PackedLinear], x: &[f32], epilogue: Epilogue) -> Vec<Vec<f32>> {
     let d_in = layers[0].d_in;
-    assert!(layers.iter().all(|l| l.d_in == d_in) && x.len() % d_in == 0, "inputs of {d_in}");
+    assert!(layers.iter().all(|l| l.d_in == d_in) && x.len().is_multiple_of(d_in), "inputs of {d_in}");
     let a = QuantRows::new(x, d_in, SCRATCH.with(|s| s.take()));
     let rows = a.rows();
     let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; rows * l.d_out]).collect();
