@@ -360,6 +360,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// The four u8 activations `a[k..k + 4]` as one i32 lane value.
+    // SAFETY: unsafe because it reads through a raw pointer: `a` must have 4 readable bytes.
     #[inline(always)]
     unsafe fn quad(a: *const u8) -> i32 {
         // SAFETY: the caller passes a pointer with 4 readable bytes.
@@ -368,6 +369,8 @@ mod x86 {
 
     /// AVX512-VNNI: `M` rows x 64 columns in 4M zmm accumulators, one `vpdpbusd` per 4 inputs x
     /// 16 columns.
+    // SAFETY: unsafe because it dereferences raw pointers and uses AVX512 instructions: the
+    // operands must have the sizes stated in the body, and the CPU the features.
     #[inline(always)]
     unsafe fn tile512<const M: usize>(
         a: *const u8,
@@ -405,6 +408,7 @@ mod x86 {
     }
 
     /// See [`super::kernel`] for the contract.
+    // SAFETY: unsafe because of the raw operands and the CPU features (`super::kernel` checks both).
     #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
     pub unsafe fn tile_avx512vnni(
         a: *const u8,
@@ -430,11 +434,13 @@ mod x86 {
     /// How a 256-bit kernel multiplies 4 u8 activations (one i32 broadcast) by 8 columns of 4 i8
     /// weights into 8 i32 lanes.
     trait Dot256 {
+        // SAFETY: unsafe because implementations use CPU features their callers must have.
         unsafe fn dot(acc: __m256i, a: i32, b: __m256i) -> __m256i;
     }
 
     struct Vnni;
     impl Dot256 for Vnni {
+        // SAFETY: see the trait.
         #[inline(always)]
         unsafe fn dot(acc: __m256i, a: i32, b: __m256i) -> __m256i {
             // SAFETY: only instantiated inside `tile_avxvnni`, compiled for AVX-VNNI.
@@ -444,6 +450,7 @@ mod x86 {
 
     struct Avx2;
     impl Dot256 for Avx2 {
+        // SAFETY: see the trait.
         #[inline(always)]
         unsafe fn dot(acc: __m256i, a: i32, b: __m256i) -> __m256i {
             // u = 2 (u >> 1) + (u & 1): each part times i8, summed in pairs, fits an i16 (at most
@@ -463,6 +470,8 @@ mod x86 {
 
     /// 256-bit kernels: the panel as four 16-column quarters, `M` rows x 16 columns each in 2M
     /// ymm accumulators.
+    // SAFETY: unsafe because it dereferences raw pointers and uses the features of `D`: the
+    // operands must have the sizes stated in the body, and the CPU the features.
     #[inline(always)]
     unsafe fn tile256<D: Dot256, const M: usize>(
         a: *const u8,
@@ -496,6 +505,8 @@ mod x86 {
     macro_rules! dispatch256 {
         ($name:ident, $dot:ty, $features:literal, $rows:literal) => {
             /// See [`super::kernel`] for the contract.
+            // SAFETY: unsafe because of the raw operands and the CPU features (`super::kernel`
+            // checks both).
             #[target_feature(enable = $features)]
             pub unsafe fn $name(
                 a: *const u8,
