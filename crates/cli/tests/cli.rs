@@ -103,7 +103,7 @@ fn enumerated_flags_list_their_values() {
         ("pretrain", "--embedding-sharing", "gdes, es, nes"),
         ("pretrain", "--objective", "rtd, mlm"),
         ("pretrain", "--preset", "tiny, xsmall, small, base, large"),
-        ("bench", "--dtype", "f32, bf16"),
+        ("bench", "--dtype", "f32, bf16, int8"),
         ("tokenize", "--truncation", "longest_first, only_first, only_second"),
     ];
     for (command, flag, values) in bad {
