@@ -12,6 +12,7 @@ mod forward;
 mod init;
 mod predict;
 mod pretrain;
+mod serve;
 mod tokenize;
 mod train_tokenizer;
 mod vocab;
@@ -52,6 +53,12 @@ enum Command {
     Init(init::Args),
     /// Load a checkpoint (any supported format) and save it as config.json + model.safetensors.
     Convert(convert::Args),
+    /// Serve a model over HTTP with dynamic batching (TEI-style routes, HF pipeline tasks,
+    /// OpenAI-compatible /v1/embeddings).
+    Serve(Box<serve::Args>),
+    /// Load-test a running `deberta serve`: throughput and latency at several concurrencies,
+    /// then an overload run past its concurrency limit.
+    BenchServe(serve::BenchArgs),
 }
 
 fn main() {
@@ -78,6 +85,8 @@ fn main() {
         Command::Bench(args) => bench::run(args),
         Command::Debug(command) => debug::run(command),
         Command::Convert(args) => convert::run(args),
+        Command::Serve(args) => serve::run(*args),
+        Command::BenchServe(args) => serve::bench(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
