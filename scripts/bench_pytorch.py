@@ -41,13 +41,7 @@ def main():
     a.dev = torch.device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    h, layers, heads, inter = PRESETS[a.preset]
-    config = DebertaV2Config(
-        vocab_size=128100, hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=inter, relative_attention=True, position_buckets=256, max_relative_positions=-1,
-        max_position_embeddings=512, pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
-        position_biased_input=False, type_vocab_size=0, layer_norm_eps=1e-7,
-    )
+    config = make_config(a.preset)
     torch.manual_seed(0)
     if a.train:
         if a.dtype != "f32":
@@ -77,6 +71,17 @@ def main():
         print(json.dumps({"mode": "inference", "preset": a.preset, "batch": a.batch, "seq_len": a.seq_len,
                           "median_seconds": median, "tokens_per_second": tps, "peak_rss_bytes": peak,
                           "device": a.device, "dtype": a.dtype}))
+
+
+def make_config(preset):
+    """The DeBERTa-V3 config of a preset shape (also used by scripts/bench_ort.py)."""
+    h, layers, heads, inter = PRESETS[preset]
+    return DebertaV2Config(
+        vocab_size=128100, hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=inter, relative_attention=True, position_buckets=256, max_relative_positions=-1,
+        max_position_embeddings=512, pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
+        position_biased_input=False, type_vocab_size=0, layer_norm_eps=1e-7,
+    )
 
 
 def sync(a):

@@ -53,7 +53,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
     }
 }
 
-/// `--dtype` of `forward` and `bench` (inference only; training is always f32).
+/// `--dtype` of the inference commands (training is always f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Dtype {
     F32,
@@ -63,6 +63,9 @@ pub enum Dtype {
     // GELU: nothing stays f32; inside a kernel the backend chooses (CubeCL's matmul accumulates
     // bf16 operands in f32).
     Bf16,
+    /// The encoder's Linear layers in int8 (weights per output channel, activations per row, i32
+    /// sums), everything else f32; CPU only (docs/int8.md).
+    Int8,
 }
 
 /// Makes `dtype` the default float type of `device`, so that the tensors the forward creates
@@ -77,7 +80,9 @@ pub fn init_dtype<B: Backend>(device: &B::Device, dtype: Dtype) -> Result<()> {
     Ok(())
 }
 
-/// Casts every float parameter of `module` to `dtype` (weights are loaded as stored, f32).
+/// Casts every float parameter of `module` to `dtype` (weights are loaded as stored, f32). Int8
+/// is not a cast: the model quantises at load ([`deberta_io::LoadOptions::int8`],
+/// `DebertaModel::quantize_int8`) and keeps its f32 parameters.
 pub fn cast_module<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
     struct Cast;
     impl<B: Backend> ModuleMapper<B> for Cast {
@@ -86,7 +91,7 @@ pub fn cast_module<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
         }
     }
     match dtype {
-        Dtype::F32 => module,
+        Dtype::F32 | Dtype::Int8 => module,
         Dtype::Bf16 => module.map(&mut Cast),
     }
 }

@@ -159,7 +159,10 @@ fn bench_train<B: AutodiffBackend>(args: &Args, config: &DebertaConfig, device: 
 fn bench_inference<B: Backend>(args: &Args, config: &DebertaConfig, device: &B::Device) -> Result<()> {
     init_dtype::<B>(device, args.inference.dtype)?;
     B::seed(device, 0);
-    let model = cast_module(DebertaModel::<B>::new(config, Head::Base, device), args.inference.dtype);
+    let mut model = cast_module(DebertaModel::<B>::new(config, Head::Base, device), args.inference.dtype);
+    if args.inference.dtype == Dtype::Int8 {
+        model.quantize_int8()?;
+    }
     let (b, l) = (args.batch, args.seq_len);
     let ids: Vec<i64> = (0..b * l).map(|k| (4 + (k * 7919) % (config.vocab_size - 4)) as i64).collect();
     let batch = Batch {

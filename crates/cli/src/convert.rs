@@ -21,7 +21,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     type B = crate::backend::Cpu;
-    let options = LoadOptions { head: args.head.map(Head::from), init_missing_head: args.init_missing_head };
+    let options = LoadOptions {
+        head: args.head.map(Head::from),
+        init_missing_head: args.init_missing_head,
+        ..LoadOptions::default()
+    };
     let loaded = load_model::<B>(&args.model, &options, &Default::default()).context("loading the model")?;
     for name in &loaded.ignored {
         tracing::info!("not carried over: {name}");

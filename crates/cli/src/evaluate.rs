@@ -2,8 +2,9 @@
 //! official metrics, and write its predictions. With the `finetune.json` that `finetune` saves
 //! next to the model, the evaluation repeats training's exactly (same inputs, same batches).
 
+use crate::backend::Dtype;
 use crate::finetune::{check_length, load_data, set_name, AnswerFlags, FeatureFlags, TaskFlags};
-use crate::flags::Runtime;
+use crate::flags::Inference;
 use crate::vocab::{check_vocab, tokenizer};
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
@@ -38,12 +39,16 @@ pub struct Args {
     eval_batch_size: Option<usize>,
     #[command(flatten)]
     answer: AnswerFlags,
+    // --dtype: f32 or int8.
     #[command(flatten)]
-    runtime: Runtime,
+    inference: Inference,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    args.runtime.start()?;
+    args.inference.runtime.start()?;
+    if args.inference.dtype == Dtype::Bf16 {
+        bail!("--dtype bf16: evaluate runs in f32 or int8");
+    }
     let card = TaskCard::read(&args.model)?;
     let task = args.flags.task(card.as_ref())?;
     if let Some(c) = &card {
@@ -92,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let pad_id = tok.pad_id();
-    let evals = with_backend!(args.runtime.device, |B, device| evaluate_on::<B>(
+    let evals = with_backend!(args.inference.runtime.device, |B, device| evaluate_on::<B>(
         &args, &task, &sets, &answer, batch, pad_id, &device
     ))?;
     let dir = args.predictions_dir.clone().unwrap_or_else(|| args.model.clone());
@@ -120,7 +125,11 @@ fn evaluate_on<B: Backend>(
     pad_id: u32,
     device: &B::Device,
 ) -> Result<Vec<(String, deberta_train::finetune::task::Evaluation)>> {
-    let options = LoadOptions { head: Some(task.head()), init_missing_head: false };
+    let options = LoadOptions {
+        head: Some(task.head()),
+        init_missing_head: false,
+        int8: args.inference.dtype == Dtype::Int8,
+    };
     let loaded = load_model::<B>(&args.model, &options, device).context("loading the model")?;
     let token_types = loaded.config.type_vocab_size > 0;
     let answer = answer.options(task);

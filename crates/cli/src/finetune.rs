@@ -405,7 +405,7 @@ fn train_on<B: AutodiffBackend>(
     pad_id: u32,
     device: &B::Device,
 ) -> Result<()> {
-    let options = LoadOptions { head: Some(task.head()), init_missing_head: true };
+    let options = LoadOptions { head: Some(task.head()), init_missing_head: true, ..LoadOptions::default() };
     let loaded = load_model::<B>(&args.model, &options, device).context("loading the model")?;
     for name in &loaded.ignored {
         tracing::debug!("not used: {name}");

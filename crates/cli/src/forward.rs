@@ -1,6 +1,6 @@
 //! `deberta forward`: run a model on token ids and write its outputs as safetensors.
 
-use crate::backend::{asset, cast_module, init_dtype};
+use crate::backend::{asset, cast_module, init_dtype, Dtype};
 use crate::flags::{HeadArg, Inference};
 use crate::with_backend;
 use anyhow::{Context, Result};
@@ -40,7 +40,11 @@ pub fn run(args: Args) -> Result<()> {
 
 fn run_on<B: Backend>(args: &Args, model_dir: PathBuf, input: PathBuf, device: &B::Device) -> Result<()> {
     init_dtype::<B>(device, args.inference.dtype)?;
-    let options = LoadOptions { head: args.head.map(Head::from), init_missing_head: args.init_missing_head };
+    let options = LoadOptions {
+        head: args.head.map(Head::from),
+        init_missing_head: args.init_missing_head,
+        int8: args.inference.dtype == Dtype::Int8,
+    };
     let loaded = load_model::<B>(&model_dir, &options, device).context("loading the model")?;
     for name in &loaded.initialised {
         tracing::warn!("{name} was not in the checkpoint: initialised randomly");

@@ -17,7 +17,8 @@
 //!
 //! Inputs longer than `--max-length` are truncated (question answering uses windows instead).
 
-use crate::flags::Runtime;
+use crate::backend::Dtype;
+use crate::flags::Inference;
 use crate::with_backend;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -49,8 +50,9 @@ pub struct Args {
     max_length: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    // --dtype: f32 or int8.
     #[command(flatten)]
-    runtime: Runtime,
+    inference: Inference,
 }
 
 /// One input line, parsed.
@@ -99,12 +101,20 @@ fn request(line: &Line, task: Task, path: &Path) -> Result<Request> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    args.runtime.start()?;
+    args.inference.runtime.start()?;
+    if args.inference.dtype == Dtype::Bf16 {
+        bail!("--dtype bf16: predict runs in f32 or int8");
+    }
     let lines = read_lines(&args.input)?;
-    let options =
-        PipelineOptions { tokenizer: args.tokenizer.clone(), max_length: args.max_length, doc_stride: None };
-    let results =
-        with_backend!(args.runtime.device, |B, device| predict_on::<B>(&args, &options, &lines, &device))?;
+    let options = PipelineOptions {
+        tokenizer: args.tokenizer.clone(),
+        max_length: args.max_length,
+        doc_stride: None,
+        int8: args.inference.dtype == Dtype::Int8,
+    };
+    let results = with_backend!(args.inference.runtime.device, |B, device| predict_on::<B>(
+        &args, &options, &lines, &device
+    ))?;
     for r in results {
         println!("{r}");
     }

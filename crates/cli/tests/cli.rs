@@ -50,6 +50,35 @@ fn forward_output_matches_hf() {
     assert!(err < 1e-4, "{err}");
 }
 
+/// `--dtype int8` stays close to HF (cosine of row 0's last hidden state, which has no padding),
+/// and is refused where it does not apply.
+#[test]
+fn forward_in_int8_tracks_hf() {
+    let dir = repo().join("fixtures/parity/p2c_qa_sharded");
+    let out = tmp("qa-int8.safetensors");
+    let (ok, _, stderr) = deberta(&[
+        "forward",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        dir.join("inputs.json").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--dtype",
+        "int8",
+    ]);
+    assert!(ok, "{stderr}");
+    let ours = deberta_io::read_safetensors(&out).unwrap();
+    let expected = deberta_io::read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    let row = ours["last_hidden_state"].shape[1..].iter().product::<usize>();
+    let (a, b) = (&ours["last_hidden_state"].data[..row], &expected["last_hidden_state"].data[..row]);
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum::<f64>();
+    let cos = dot(a, b) / (dot(a, a) * dot(b, b)).sqrt();
+    assert!(cos >= 0.999, "int8 vs HF cosine {cos}");
+    let (ok, _, stderr) = deberta(&["bench", "--train", "--dtype", "int8", "--preset", "tiny"]);
+    assert!(!ok && stderr.contains("--train runs in f32"), "{stderr}");
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let bad = tmp("ragged.json");
@@ -74,7 +103,7 @@ fn enumerated_flags_list_their_values() {
         ("pretrain", "--embedding-sharing", "gdes, es, nes"),
         ("pretrain", "--objective", "rtd, mlm"),
         ("pretrain", "--preset", "tiny, xsmall, small, base, large"),
-        ("bench", "--dtype", "f32, bf16"),
+        ("bench", "--dtype", "f32, bf16, int8"),
         ("tokenize", "--truncation", "longest_first, only_first, only_second"),
     ];
     for (command, flag, values) in bad {

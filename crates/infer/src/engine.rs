@@ -36,7 +36,8 @@ type PassKey = (Mode, usize);
 
 impl<B: Backend> Engine<B> {
     pub fn load(model_dir: &Path, options: &PipelineOptions, device: &B::Device) -> Result<Self> {
-        let loaded = load_model::<B>(model_dir, &LoadOptions::default(), device)
+        let load = LoadOptions { int8: options.int8, ..LoadOptions::default() };
+        let loaded = load_model::<B>(model_dir, &load, device)
             .map_err(|e| InferError::Model(format!("loading the model: {e}")))?;
         let tok_path = options.tokenizer.as_deref().unwrap_or(model_dir);
         let pad_id = DebertaTokenizer::from_path(tok_path)

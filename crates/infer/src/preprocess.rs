@@ -23,6 +23,9 @@ pub struct PipelineOptions {
     /// Question answering: context tokens shared by consecutive windows (default:
     /// `finetune.json`'s, else 128; at most half of `max_length`).
     pub doc_stride: Option<usize>,
+    /// Run the encoder's Linear layers in int8 on the CPU (`deberta_io::LoadOptions::int8`,
+    /// docs/int8.md).
+    pub int8: bool,
 }
 
 /// How sequence-classification logits become scores (HF's `function_to_apply` default).

@@ -90,6 +90,7 @@ fn options() -> PipelineOptions {
         tokenizer: Some(fixtures().join("spm.model")),
         max_length: Some(e["max_length"].as_u64().unwrap() as usize),
         doc_stride: None,
+        int8: false,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct LoadOptions {
     /// Initialise head parameters the checkpoint lacks (HF-style), as when fine-tuning a
     /// pre-trained encoder with a new classifier. Missing backbone tensors are always an error.
     pub init_missing_head: bool,
+    /// Quantise the encoder's Linear weights to int8 for CPU inference (docs/int8.md); the
+    /// model then runs them in int8 on the Flex backend and is an error on others.
+    pub int8: bool,
 }
 
 #[derive(Debug)]
@@ -300,6 +303,9 @@ pub fn load_model<B: Backend>(
         });
     }
     ignored.sort();
+    if options.int8 {
+        model.quantize_int8()?;
+    }
     Ok(LoadedModel { config, model, weights_file, initialised, ignored })
 }
 

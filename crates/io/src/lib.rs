@@ -47,6 +47,8 @@ pub enum IoError {
     Input { path: PathBuf, message: String },
     #[error("{dir}: another run is using this directory (it holds {dir}/.lock); wait for it to finish or choose another --out")]
     Locked { dir: PathBuf },
+    #[error("int8 quantisation: {0}")]
+    Int8(#[from] deberta_model::int8::Int8Error),
 }
 
 impl IoError {

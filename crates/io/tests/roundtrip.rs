@@ -101,7 +101,11 @@ fn missing_and_unexpected_tensors_are_listed() {
 #[test]
 fn a_new_head_is_initialised_only_when_asked() {
     let (_, dir) = saved(Head::Base, "new-head");
-    let options = LoadOptions { head: Some(Head::SequenceClassification), init_missing_head: false };
+    let options = LoadOptions {
+        head: Some(Head::SequenceClassification),
+        init_missing_head: false,
+        ..LoadOptions::default()
+    };
     let err = load_err(&dir, options.clone());
     assert!(err.contains("missing head tensors") && err.contains("classifier.weight"), "{err}");
     let loaded =
@@ -113,7 +117,7 @@ fn a_new_head_is_initialised_only_when_asked() {
     let (_, dir) = saved(Head::QuestionAnswering, "drop-head");
     let loaded = load_model::<B>(
         &dir,
-        &LoadOptions { head: Some(Head::Base), init_missing_head: false },
+        &LoadOptions { head: Some(Head::Base), init_missing_head: false, ..LoadOptions::default() },
         &Default::default(),
     )
     .unwrap();

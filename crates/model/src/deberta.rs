@@ -7,6 +7,7 @@
 
 use crate::config::{Activation, DebertaConfig};
 use crate::fast;
+use crate::int8::{self, Int8Error, Int8Linears};
 use crate::position::{RelativeScheme, RelativeTableCache};
 use burn::module::{Initializer, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
@@ -319,6 +320,9 @@ pub struct DisentangledSelfAttention<B: Backend> {
     pub scale: f64,
     #[module(skip)]
     pub rel_cache: RelativeProjectionCache,
+    /// `query_proj`, `key_proj`, `value_proj` in int8 after `quantize_int8` (docs/int8.md).
+    #[module(skip)]
+    pub int8: Int8Linears,
 }
 
 impl<B: Backend> DisentangledSelfAttention<B> {
@@ -342,7 +346,40 @@ impl<B: Backend> DisentangledSelfAttention<B> {
             // HF counts pos_att_type in the scale even when relative attention is off.
             scale: ((config.attention_head_size * (1 + t.count())) as f64).sqrt(),
             rel_cache: RelativeProjectionCache::default(),
+            int8: Int8Linears::default(),
         }
+    }
+
+    /// Packs the query, key and value projections as int8 (the relative projections stay f32:
+    /// they are computed once per length and cached).
+    pub fn quantize_int8(&mut self) -> Result<(), Int8Error> {
+        self.int8 = Int8Linears::pack(&[
+            (&self.query_proj, "attention.self.query_proj"),
+            (&self.key_proj, "attention.self.key_proj"),
+            (&self.value_proj, "attention.self.value_proj"),
+        ])?;
+        Ok(())
+    }
+
+    /// `(q, k, v)` projections: int8 when packed and applicable, with the input quantised once
+    /// when queries and keys come from the same tensor.
+    fn project(
+        &self,
+        hidden: Tensor<B, 3>,
+        query: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
+        if let Some([pq, pk, pv]) = self.int8.get([&self.query_proj, &self.key_proj, &self.value_proj]) {
+            if fast::same_buffer(&hidden, &query) {
+                let [q, k, v] = int8::dense_many(&[pq, pk, pv], hidden).try_into().expect("three");
+                return (q, k, v);
+            }
+            let [k, v] = int8::dense_many(&[pk, pv], hidden).try_into().expect("two");
+            return (int8::dense(pq, query, false, None), k, v);
+        }
+        let q = dense(&self.query_proj, query);
+        let k = dense(&self.key_proj, hidden.clone());
+        let v = dense(&self.value_proj, hidden);
+        (q, k, v)
     }
 
     /// `[B, L, heads*d] -> [B, heads, L, d]`
@@ -412,9 +449,7 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     ) -> Tensor<B, 3> {
         let [b, l, _] = query.dims();
         let (heads, d) = (self.num_heads, self.head_size);
-        let q = dense(&self.query_proj, query);
-        let k = dense(&self.key_proj, hidden.clone());
-        let v = dense(&self.value_proj, hidden);
+        let (q, k, v) = self.project(hidden, query);
         if fast::applies::<B>(q.dtype()) {
             let (kr, qr) = match (self.relative_attention, rel) {
                 (true, Some(rel)) => self.relative_projections(rel),
@@ -509,6 +544,10 @@ pub struct DebertaV2Layer<B: Backend> {
     pub attention: DebertaV2Attention<B>,
     pub intermediate: DebertaV2Intermediate<B>,
     pub output: DebertaV2Output<B>,
+    /// `attention.output.dense`, `intermediate.dense`, `output.dense` in int8 after
+    /// `quantize_int8` (docs/int8.md).
+    #[module(skip)]
+    pub int8: Int8Linears,
 }
 
 impl<B: Backend> DebertaV2Layer<B> {
@@ -532,7 +571,20 @@ impl<B: Backend> DebertaV2Layer<B> {
                 LayerNorm: layer_norm(h, config, device),
                 dropout: dropout(config.hidden_dropout_prob),
             },
+            int8: Int8Linears::default(),
         }
+    }
+
+    /// Packs this layer's six encoder Linears as int8 (weights per output channel), for the CPU
+    /// inference path of docs/int8.md. Errors on other backends than Flex.
+    pub fn quantize_int8(&mut self) -> Result<(), Int8Error> {
+        self.attention.self_attn.quantize_int8()?;
+        self.int8 = Int8Linears::pack(&[
+            (&self.attention.output.dense, "attention.output.dense"),
+            (&self.intermediate.dense, "intermediate.dense"),
+            (&self.output.dense, "output.dense"),
+        ])?;
+        Ok(())
     }
 
     /// `x1 = LN(dropout(dense_o(attn)) + query)`, `x2 = LN(dropout(dense_2(act(dense_i(x1)))) + x1)`.
@@ -546,8 +598,20 @@ impl<B: Backend> DebertaV2Layer<B> {
         let query = query.unwrap_or_else(|| hidden.clone());
         let attn = self.attention.self_attn.forward(hidden, query.clone(), mask, rel);
         let out = &self.attention.output;
-        let x1 = out.LayerNorm.forward(out.dropout.forward(dense(&out.dense, attn)) + query);
         let act = self.intermediate.act;
+        if let Some([po, pi, pf]) = self.int8.get([&out.dense, &self.intermediate.dense, &self.output.dense])
+        {
+            // Dropout is the identity here (int8 runs at inference only), so the residual adds
+            // fuse into the products' epilogues.
+            let x1 = out.LayerNorm.forward(int8::dense(po, attn, false, Some(query)));
+            let inner = if fast::fuses(act) {
+                int8::dense(pi, x1.clone(), true, None)
+            } else {
+                split_sequence(int8::dense(pi, x1.clone(), false, None), |x| activate(act, x))
+            };
+            return self.output.LayerNorm.forward(int8::dense(pf, inner, false, Some(x1)));
+        }
+        let x1 = out.LayerNorm.forward(out.dropout.forward(dense(&out.dense, attn)) + query);
         let inner = if fast::applies::<B>(x1.dtype()) && fast::fuses(act) {
             fast::dense(&self.intermediate.dense, x1.clone(), true)
         } else {

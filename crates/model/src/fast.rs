@@ -39,7 +39,7 @@ pub fn set_enabled(on: bool) {
 // different type, so training never takes them; GPU backends queue work from one thread and
 // cannot tell buffers apart through burn's API.
 
-fn is_flex<B: Backend>() -> bool {
+pub fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<Flex>()
 }
 
@@ -81,7 +81,11 @@ pub fn same_buffer<B: Backend, const D: usize>(a: &Tensor<B, D>, b: &Tensor<B, D
     if !is_flex::<B>() {
         return false;
     }
-    let (a, b) = (to_flex(a.clone()), to_flex(b.clone()));
+    same_flex(&to_flex(a.clone()), &to_flex(b.clone()))
+}
+
+/// [`same_buffer`] for Flex tensors.
+pub fn same_flex(a: &FlexTensor, b: &FlexTensor) -> bool {
     std::sync::Arc::ptr_eq(&a.data_arc(), &b.data_arc()) && a.layout() == b.layout()
 }
 
@@ -101,7 +105,7 @@ fn view2(t: &FlexTensor) -> View<'_> {
 
 /// A pointer shared by tasks that write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub(crate) struct Out(pub(crate) *mut f32);
 // SAFETY: every task that holds an `Out` writes only its own disjoint region of the buffer
 // (a column block of a Linear output, or one (sequence, head) slice of attention), and the
 // buffer outlives the parallel loop that shares the pointer.
@@ -111,7 +115,7 @@ unsafe impl Sync for Out {}
 
 impl Out {
     /// Through a method, so closures capture the (Sync) wrapper rather than the raw field.
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
         // SAFETY: callers pass offsets inside the buffer `Out` was made from (checked by its shape).
         unsafe { self.0.add(offset) }
     }
@@ -190,7 +194,7 @@ fn erf(x: f32) -> f32 {
 
 /// HF's exact GELU, `x/2 (1 + erf(x/sqrt 2))`, on a slice: compiled for AVX2+FMA where the CPU has
 /// them (the crate is built for baseline x86-64), so the loop runs 8 lanes wide.
-fn gelu_in_place(xs: &mut [f32]) {
+pub(crate) fn gelu_in_place(xs: &mut [f32]) {
     #[inline(always)]
     fn gelu_all(xs: &mut [f32]) {
         xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)));

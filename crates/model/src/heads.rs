@@ -183,6 +183,13 @@ impl<B: Backend> DebertaModel<B> {
         }
     }
 
+    /// Packs every encoder layer's Linear weights as int8 for CPU inference (docs/int8.md):
+    /// the forward then runs them in int8 on Flex while they hold the weights packed here.
+    /// Embeddings, relative positions, LayerNorms, attention scores and the head stay f32.
+    pub fn quantize_int8(&mut self) -> Result<(), crate::int8::Int8Error> {
+        self.deberta.encoder.layer.iter_mut().try_for_each(|l| l.quantize_int8())
+    }
+
     pub fn head(&self) -> Head {
         self.head.0
     }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod deberta;
 pub mod fast;
 pub mod heads;
+pub mod int8;
 pub mod loss;
 pub mod memory;
 pub mod position;

@@ -151,7 +151,7 @@ impl<B: AutodiffBackend> Pretrainer<B> {
     ) -> Result<(Self, DebertaConfig)> {
         crate::validate::check_pretrain(&settings).map_err(PretrainError::Invalid)?;
         let mut load = |path: &Path, head: Head| -> Result<(DebertaConfig, DebertaModel<B>)> {
-            let opts = LoadOptions { head: Some(head), init_missing_head: true };
+            let opts = LoadOptions { head: Some(head), init_missing_head: true, ..LoadOptions::default() };
             B::seed(device, settings.seed);
             let loaded = load_model::<B>(path, &opts, device)?;
             for name in &loaded.initialised {
