@@ -5,6 +5,7 @@
 #
 #   scripts/serve_load.sh                        # base preset
 #   PRESET=small REQUESTS=256 scripts/serve_load.sh
+#   DTYPE=int8 OUT=results/serve_load_int8.md scripts/serve_load.sh
 #
 # Targets: at concurrency 64 the server reaches >= 85% of the offline throughput with no failed
 # request; at 4x --max-concurrent-requests only the excess is refused (429), nothing fails, and
@@ -17,6 +18,7 @@ REQUESTS=${REQUESTS:-512}
 MAX_CONCURRENT=${MAX_CONCURRENT:-64}
 MAX_BATCH_TOKENS=${MAX_BATCH_TOKENS:-16384}
 THREADS=${THREADS:-$(nproc)}
+DTYPE=${DTYPE:-f32}
 OUT=${OUT:-results/serve_load.md}
 DEBERTA=${DEBERTA:-target/release/deberta}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -p deberta-cli
@@ -26,7 +28,7 @@ trap '[ -n "$PID" ] && kill $PID 2>/dev/null; rm -rf "$TMP"' EXIT
 
 "$DEBERTA" init --preset "$PRESET" --out "$TMP/model" >/dev/null
 cp fixtures/tokenizer/deberta_style.model "$TMP/model/spm.model"
-"$DEBERTA" serve --model "$TMP/model" --port 0 --threads "$THREADS" \
+"$DEBERTA" serve --model "$TMP/model" --port 0 --threads "$THREADS" --dtype "$DTYPE" \
     --max-concurrent-requests "$MAX_CONCURRENT" --max-batch-tokens "$MAX_BATCH_TOKENS" \
     >"$TMP/serve.out" 2>"$TMP/serve.err" &
 PID=$!
@@ -49,7 +51,7 @@ lengths=$(python3 -c 'import json,sys; print(" ".join(map(str, json.load(open(sy
 : >"$TMP/offline.jsonl"
 for l in $lengths; do
     batch=$(( MAX_BATCH_TOKENS / l < 64 ? MAX_BATCH_TOKENS / l : 64 ))
-    "$DEBERTA" bench --preset "$PRESET" --batch "$batch" --seq-len "$l" --threads "$THREADS" --json | tail -n 1 >>"$TMP/offline.jsonl"
+    "$DEBERTA" bench --preset "$PRESET" --batch "$batch" --seq-len "$l" --threads "$THREADS" --dtype "$DTYPE" --json | tail -n 1 >>"$TMP/offline.jsonl"
 done
 
 python3 - "$TMP/load.json" "$TMP/offline.jsonl" "$TMP/load.md" "$OUT" "$PRESET" "$THREADS" "$MAX_CONCURRENT" <<'EOF'

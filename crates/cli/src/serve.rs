@@ -1,7 +1,8 @@
 //! `deberta serve`: the HTTP inference server (the work is in deberta-serve), and
 //! `deberta bench-serve`, its load generator.
 
-use crate::flags::Runtime;
+use crate::backend::Dtype;
+use crate::flags::Inference;
 use crate::with_backend;
 use anyhow::{Context, Result};
 use deberta_serve::{Pooling, ServeOptions};
@@ -56,11 +57,15 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "mean")]
     pooling: PoolingArg,
     #[command(flatten)]
-    runtime: Runtime,
+    inference: Inference,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    args.runtime.start()?;
+    let runtime = args.inference.runtime;
+    runtime.start()?;
+    if args.inference.dtype == Dtype::Bf16 {
+        anyhow::bail!("--dtype bf16: serve runs in f32 or int8");
+    }
     let mut options = ServeOptions::new(args.model.clone(), SocketAddr::new(args.host, args.port));
     options.tokenizer = args.tokenizer;
     options.model_id = args.model_id;
@@ -70,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     options.max_client_batch_size = args.max_client_batch_size;
     options.max_input_length = args.max_input_length;
     options.tokenization_workers = args.tokenization_workers;
+    options.int8 = args.inference.dtype == Dtype::Int8;
     options.pooling = match args.pooling {
         PoolingArg::Cls => Pooling::Cls,
         PoolingArg::Mean => Pooling::Mean,
@@ -78,7 +84,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("listening on http://{addr}");
         let _ = std::io::stdout().flush();
     };
-    with_backend!(args.runtime.device, |B, device| deberta_serve::serve::<B>(options, device, ready))
+    with_backend!(runtime.device, |B, device| deberta_serve::serve::<B>(options, device, ready))
         .with_context(|| format!("serving {}", args.model.display()))
 }
 

@@ -61,6 +61,8 @@ pub struct ServeOptions {
     /// Threads tokenizing and post-processing (default: the cores).
     pub tokenization_workers: Option<usize>,
     pub pooling: Pooling,
+    /// Run the encoder's Linear layers in int8 (CPU; see `deberta_infer::PipelineOptions::int8`).
+    pub int8: bool,
 }
 
 impl ServeOptions {
@@ -77,6 +79,7 @@ impl ServeOptions {
             max_input_length: None,
             tokenization_workers: None,
             pooling: Pooling::default(),
+            int8: false,
         }
     }
 }
@@ -112,6 +115,7 @@ pub fn serve<B: Backend>(
     let pipeline = PipelineOptions {
         tokenizer: options.tokenizer.clone(),
         max_length: options.max_input_length,
+        int8: options.int8,
         ..PipelineOptions::default()
     };
     let pre = Preprocessor::load(&options.model_dir, &pipeline)?;
