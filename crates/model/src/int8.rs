@@ -379,7 +379,7 @@ mod x86 {
         depth: usize,
         tile: *mut i32,
     ) {
-        // SAFETY (whole body): the caller guarantees M rows of `depth` bytes at `a` (stride
+        // SAFETY: (whole body) the caller guarantees M rows of `depth` bytes at `a` (stride
         // `a_stride`), a panel of depth x NR bytes and a tile of MR x NR i32; the CPU has AVX512F,
         // AVX512BW and AVX512-VNNI (checked by `Isa::available` before the dispatch).
         unsafe {
@@ -480,7 +480,7 @@ mod x86 {
         depth: usize,
         tile: *mut i32,
     ) {
-        // SAFETY (whole body): as for `tile512`, with the CPU features of `D` checked before the
+        // SAFETY: (whole body) as for `tile512`, with the CPU features of `D` checked before the
         // dispatch.
         unsafe {
             for q in 0..4 {
