@@ -192,26 +192,40 @@ fn erf(x: f32) -> f32 {
     x * p / q
 }
 
-/// HF's exact GELU, `x/2 (1 + erf(x/sqrt 2))`, on a slice: compiled for AVX2+FMA where the CPU has
-/// them (the crate is built for baseline x86-64), so the loop runs 8 lanes wide.
-pub(crate) fn gelu_in_place(xs: &mut [f32]) {
-    #[inline(always)]
-    fn gelu_all(xs: &mut [f32]) {
+/// Defines a function whose body is compiled twice: for AVX2+FMA, taken where the CPU has them
+/// (detected at run time), and for the crate's baseline x86-64 otherwise. The same code either
+/// way, so the same results; the wider build lets its loops run 8 or 16 lanes wide.
+macro_rules! avx2_fma_dispatch {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn all($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: unsafe only because it is compiled for AVX2+FMA; called below only when
+                // the CPU has them.
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    all($($arg),*)
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA, checked on the line above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            all($($arg),*)
+        }
+    };
+}
+pub(crate) use avx2_fma_dispatch;
+
+avx2_fma_dispatch! {
+    /// HF's exact GELU, `x/2 (1 + erf(x/sqrt 2))`, on a slice, 8 lanes wide where the CPU has
+    /// AVX2+FMA.
+    pub(crate) fn gelu_in_place(xs: &mut [f32]) {
         xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)));
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: unsafe only because it is compiled for AVX2+FMA; its one caller checks the CPU.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(xs: &mut [f32]) {
-            gelu_all(xs)
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA, checked on the line above.
-            return unsafe { avx2(xs) };
-        }
-    }
-    gelu_all(xs)
 }
 
 /// `x W + b` over the last dimension, with GELU applied in the same pass when `gelu_act` (the only
@@ -393,13 +407,12 @@ fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-/// One attention row in place: `softmax(mask_fill(row / scale))`, where `mask` is the query's
-/// token flag and the keys' flags (a position is blocked unless both are 1). The max and the sum
-/// run in 16 lanes and `exp` is [`exp`], so that the whole row vectorises (compiled for AVX2+FMA
-/// where the CPU has them; libm's `expf` alone was 5% of a 1 x 512 forward).
-fn softmax_row(row: &mut [f32], scale: f32, mask: Option<(f32, &[f32])>) {
-    #[inline(always)]
-    fn all(row: &mut [f32], scale: f32, mask: Option<(f32, &[f32])>) {
+avx2_fma_dispatch! {
+    /// One attention row in place: `softmax(mask_fill(row / scale))`, where `mask` is the query's
+    /// token flag and the keys' flags (a position is blocked unless both are 1). The max and the
+    /// sum run in 16 lanes and `exp` is [`exp`], so that the whole row vectorises (libm's `expf`
+    /// alone was 5% of a 1 x 512 forward).
+    fn softmax_row(row: &mut [f32], scale: f32, mask: Option<(f32, &[f32])>) {
         const LANES: usize = 16;
         row.iter_mut().for_each(|x| *x /= scale);
         if let Some((query, keys)) = mask {
@@ -424,19 +437,6 @@ fn softmax_row(row: &mut [f32], scale: f32, mask: Option<(f32, &[f32])>) {
         let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
         row.iter_mut().for_each(|x| *x /= sum);
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: unsafe only because it is compiled for AVX2+FMA; its one caller checks the CPU.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(row: &mut [f32], scale: f32, mask: Option<(f32, &[f32])>) {
-            all(row, scale, mask)
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA, checked on the line above.
-            return unsafe { avx2(row, scale, mask) };
-        }
-    }
-    all(row, scale, mask)
 }
 
 #[cfg(test)]

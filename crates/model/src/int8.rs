@@ -86,12 +86,11 @@ pub fn quantize_channel(w: &[f32]) -> (f32, Vec<i8>) {
     (scale, w.iter().map(|x| (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8).collect())
 }
 
-/// [`quantize_channel`] of every column of `w` (`[d_in, d_out]` row-major): the values (row-major),
-/// scales and column sums. Compiled for AVX2 where the CPU has it (the same code: the same values;
-/// without SSE4.1 every rounding is a libm call).
-fn quantize_columns(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
-    #[inline(always)]
-    fn all(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
+fast::avx2_fma_dispatch! {
+    /// [`quantize_channel`] of every column of `w` (`[d_in, d_out]` row-major): the values
+    /// (row-major), scales and column sums. Compiled for AVX2 where the CPU has it (the same code:
+    /// the same values; without SSE4.1 every rounding is a libm call).
+    fn quantize_columns(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
         let mut q = vec![0i8; d_in * d_out];
         let (mut scale, mut col_sum) = (Vec::with_capacity(d_out), Vec::with_capacity(d_out));
         let mut column = vec![0f32; d_in];
@@ -104,20 +103,6 @@ fn quantize_columns(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>,
         }
         (q, scale, col_sum)
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: unsafe only because it is compiled for AVX2+FMA; called below only when the
-        // CPU has them.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(w: &[f32], d_in: usize, d_out: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
-            all(w, d_in, d_out)
-        }
-        if Isa::Avx2.available() {
-            // SAFETY: the CPU has AVX2 and FMA (checked on the line above).
-            return unsafe { avx2(w, d_in, d_out) };
-        }
-    }
-    all(w, d_in, d_out)
 }
 
 impl PackedLinear {
@@ -275,21 +260,11 @@ impl QuantRows {
     }
 }
 
-/// [`quantize_row`] compiled for AVX2 where the CPU has it (the same code: same results).
-fn quantize_row_simd(x: &[f32], out: &mut [u8]) -> (f32, i32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: unsafe only because it is compiled for AVX2+FMA; its one caller checks the CPU.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(x: &[f32], out: &mut [u8]) -> (f32, i32) {
-            quantize_row(x, out)
-        }
-        if isa() >= Isa::Avx2 {
-            // SAFETY: the CPU has AVX2 and FMA (`isa` checked both).
-            return unsafe { avx2(x, out) };
-        }
+fast::avx2_fma_dispatch! {
+    /// [`quantize_row`] compiled for AVX2 where the CPU has it (the same code: same results).
+    fn quantize_row_simd(x: &[f32], out: &mut [u8]) -> (f32, i32) {
+        quantize_row(x, out)
     }
-    quantize_row(x, out)
 }
 
 // ---------------------------------------------------------------------------------------------
