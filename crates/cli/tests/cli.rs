@@ -28,20 +28,7 @@ fn forward_runs_on_built_in_defaults() {
 /// The CLI writes what the parity fixture expects (QA: start/end logits under HF names).
 #[test]
 fn forward_output_matches_hf() {
-    let dir = repo().join("fixtures/parity/p2c_qa_sharded");
-    let out = tmp("qa.safetensors");
-    let (ok, _, stderr) = deberta(&[
-        "forward",
-        "--model",
-        dir.to_str().unwrap(),
-        "--input",
-        dir.join("inputs.json").to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
-    let ours = deberta_io::read_safetensors(&out).unwrap();
-    let expected = deberta_io::read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    let (ours, expected) = forward_qa_fixture("qa.safetensors", &[]);
     assert_eq!(ours.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
     // Row 0 has no padding, so every position of it counts.
     let (a, b) = (&ours["start_logits"].data[..40], &expected["start_logits"].data[..40]);
@@ -50,26 +37,26 @@ fn forward_output_matches_hf() {
     assert!(err < 1e-4, "{err}");
 }
 
+/// `deberta forward` (with `extra` flags) on the sharded QA parity fixture into `out_name`: our
+/// outputs and HF's.
+fn forward_qa_fixture(out_name: &str, extra: &[&str]) -> (deberta_io::TensorMap, deberta_io::TensorMap) {
+    let dir = repo().join("fixtures/parity/p2c_qa_sharded");
+    let out = tmp(out_name);
+    let (model, input) = (dir.to_str().unwrap(), dir.join("inputs.json"));
+    let mut args = vec!["forward", "--model", model, "--input", input.to_str().unwrap()];
+    args.extend(["--output", out.to_str().unwrap()]);
+    args.extend(extra);
+    let (ok, _, stderr) = deberta(&args);
+    assert!(ok, "{stderr}");
+    let ours = deberta_io::read_safetensors(&out).unwrap();
+    (ours, deberta_io::read_safetensors(&dir.join("expected.safetensors")).unwrap())
+}
+
 /// `--dtype int8` stays close to HF (cosine of row 0's last hidden state, which has no padding),
 /// and is refused where it does not apply.
 #[test]
 fn forward_in_int8_tracks_hf() {
-    let dir = repo().join("fixtures/parity/p2c_qa_sharded");
-    let out = tmp("qa-int8.safetensors");
-    let (ok, _, stderr) = deberta(&[
-        "forward",
-        "--model",
-        dir.to_str().unwrap(),
-        "--input",
-        dir.join("inputs.json").to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--dtype",
-        "int8",
-    ]);
-    assert!(ok, "{stderr}");
-    let ours = deberta_io::read_safetensors(&out).unwrap();
-    let expected = deberta_io::read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    let (ours, expected) = forward_qa_fixture("qa-int8.safetensors", &["--dtype", "int8"]);
     let row = ours["last_hidden_state"].shape[1..].iter().product::<usize>();
     let (a, b) = (&ours["last_hidden_state"].data[..row], &expected["last_hidden_state"].data[..row]);
     let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum::<f64>();
