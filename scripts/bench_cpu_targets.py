@@ -121,10 +121,10 @@ def int8_comparison(a):
         rss = {k: max(x["peak_rss_bytes"] for x in v) / 2**20 for k, v in results.items()}
         rows.append((preset, batch, length, med, rss))
     best_name = dict(INT8_COLUMNS)
-    lines = ["| shape | " + " | ".join(f"{h} tok/s" for _, h in INT8_COLUMNS)
-             + " | best alternative | int8 / best | f32 / best | int8 / ORT int8 | f32 / ORT fp32"
-             + " | peak RSS int8 / ORT int8 (MiB) |",
-             "|---|" + "---|" * (len(INT8_COLUMNS) + 6)]
+    header = (["shape"] + [f"{h} tok/s" for _, h in INT8_COLUMNS]
+              + ["best alternative", "int8 / best", "f32 / best", "int8 / ORT int8", "f32 / ORT fp32",
+                 "peak RSS int8 / ORT int8 (MiB)"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for preset, batch, length, med, rss in rows:
         best = max(("torch", "ort", "ort_int8"), key=lambda k: med[k])
         lines.append(f"| {preset} {batch} x {length} | " + " | ".join(f"{med[k]:.0f}" for k, _ in INT8_COLUMNS)

@@ -413,7 +413,6 @@ avx2_fma_dispatch! {
     /// sum run in 16 lanes and `exp` is [`exp`], so that the whole row vectorises (libm's `expf`
     /// alone was 5% of a 1 x 512 forward).
     fn softmax_row(row: &mut [f32], scale: f32, mask: Option<(f32, &[f32])>) {
-        const LANES: usize = 16;
         row.iter_mut().for_each(|x| *x /= scale);
         if let Some((query, keys)) = mask {
             for (x, &key) in row.iter_mut().zip(keys) {
@@ -422,21 +421,24 @@ avx2_fma_dispatch! {
                 }
             }
         }
-        let mut lanes = [f32::NEG_INFINITY; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for chunk in &mut chunks {
-            lanes.iter_mut().zip(chunk).for_each(|(a, &x)| *a = a.max(x));
-        }
-        let max = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = fold_lanes(row, f32::NEG_INFINITY, f32::max);
         row.iter_mut().for_each(|x| *x = exp(*x - max));
-        let mut lanes = [0f32; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for chunk in &mut chunks {
-            lanes.iter_mut().zip(chunk).for_each(|(a, &x)| *a += x);
-        }
-        let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+        let sum = fold_lanes(row, 0.0, |a, b| a + b);
         row.iter_mut().for_each(|x| *x /= sum);
     }
+}
+
+/// `xs` folded with `op` in 16 independent lanes, then the lanes and the tail: a reduction the
+/// compiler can vectorise, which it may not do with a sequential float fold.
+#[inline(always)]
+fn fold_lanes(xs: &[f32], init: f32, op: impl Fn(f32, f32) -> f32 + Copy) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [init; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(a, &x)| *a = op(*a, x));
+    }
+    op(lanes.into_iter().fold(init, op), chunks.remainder().iter().copied().fold(init, op))
 }
 
 #[cfg(test)]
