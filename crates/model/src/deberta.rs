@@ -16,7 +16,7 @@ use burn::nn::{
     PaddingConfig1d,
 };
 use burn::prelude::*;
-use burn::tensor::activation;
+use burn::tensor::{activation, Distribution, TensorPrimitive};
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
@@ -450,14 +450,28 @@ impl<B: Backend> DisentangledSelfAttention<B> {
         let [b, l, _] = query.dims();
         let (heads, d) = (self.num_heads, self.head_size);
         let (q, k, v) = self.project(hidden, query);
-        if fast::applies::<B>(q.dtype()) {
+        if fast::fuses_attention::<B>(q.dtype()) {
             let (kr, qr) = match (self.relative_attention, rel) {
                 (true, Some(rel)) => self.relative_projections(rel),
                 _ => (None, None),
             };
             let padded = mask.blocked.is_some();
-            let dims = (heads, d);
-            return fast::attention(q, k, v, kr, qr, mask.tokens.clone(), padded, dims, self.scale as f32);
+            // The probabilities' dropout mask, drawn at the point and in the way `Dropout::forward`
+            // draws it, so that both paths take the same random numbers.
+            let p = self.dropout.prob;
+            let dropout = (p > 0.0 && B::ad_enabled(&q.device())).then(|| {
+                let keep = 1.0 - p;
+                let shape = [b, heads, l, l];
+                let m = B::float_random(
+                    shape.into(),
+                    Distribution::Bernoulli(keep),
+                    &q.device(),
+                    q.dtype().into(),
+                );
+                (Tensor::from_primitive(TensorPrimitive::Float(m)), (1.0 / keep) as f32)
+            });
+            let (tokens, dims, scale) = (mask.tokens.clone(), (heads, d), self.scale as f32);
+            return fast::attention(q, k, v, kr, qr, tokens, padded, dropout, dims, scale);
         }
         let (q, k, v) = (self.split_heads(q), self.split_heads(k), self.split_heads(v));
 

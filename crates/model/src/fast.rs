@@ -48,6 +48,14 @@ pub fn applies<B: Backend>(dtype: DType) -> bool {
     is_flex::<B>() && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
 }
 
+/// Whether attention runs as one fused kernel on tensors of backend `B` holding `dtype`: on
+/// `Flex` (inference, [`attention`]) and on `Autodiff<Flex>` (training: the same forward with
+/// its own backward, `fast_grad`).
+pub fn fuses_attention<B: Backend>(dtype: DType) -> bool {
+    let trains = TypeId::of::<B>() == TypeId::of::<burn::backend::Autodiff<Flex>>();
+    (is_flex::<B>() || trains) && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
+}
+
 /// Whether the model may split a batch or a sequence over rayon workers: on Flex, whose
 /// elementwise ops run on one thread, the halves keep the other cores busy outside matmuls.
 pub fn splits_work<B: Backend>() -> bool {
@@ -129,7 +137,7 @@ impl Out {
 // SAFETY: unsafe because it dereferences raw pointers; the contract above is every caller's to
 // keep (each call site states why it holds).
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm(
+pub(crate) unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     dst_rs: isize,
@@ -288,9 +296,14 @@ pub fn fuses(act: Activation) -> bool {
 
 /// Disentangled attention for all heads: `q`, `k`, `v` are `[B, L, heads*d]` projections, `kr`
 /// (`Kr`, descending distance) and `qr` (`Qr`, ascending) the `[1, heads, 2L-1, d]` relative
-/// projections of the terms in use, `tokens` the `[B, L, 1]` 0/1 mask (`padded`: whether any is 0).
-/// Returns the `[B, L, heads*d]` context, exactly the generic path's
-/// `softmax(mask_fill((QK^T + c2p + p2c) / scale)) V`.
+/// projections of the terms in use, `tokens` the `[B, L, 1]` 0/1 mask (`padded`: whether any is 0)
+/// and `dropout` the `[B, heads, L, L]` 0/1 keep mask of the probabilities with `1 / p_keep`
+/// (training only; drawn by the caller exactly as `Dropout` draws it). Returns the
+/// `[B, L, heads*d]` context, exactly the generic path's
+/// `dropout(softmax(mask_fill((QK^T + c2p + p2c) / scale))) V`.
+///
+/// On `Flex` this is the inference kernel; on `Autodiff<Flex>` the same kernel records the
+/// probabilities and its own backward (`fast_grad`) runs in place of burn's op-by-op one.
 #[allow(clippy::too_many_arguments)]
 pub fn attention<B: Backend>(
     q: Tensor<B, 3>,
@@ -300,25 +313,79 @@ pub fn attention<B: Backend>(
     qr: Option<Tensor<B, 4>>,
     tokens: Tensor<B, 3>,
     padded: bool,
+    dropout: Option<(Tensor<B, 4>, f32)>,
     (heads, d): (usize, usize),
     scale: f32,
 ) -> Tensor<B, 3> {
-    let [b, l, hd] = q.dims();
-    let r = 2 * l - 1;
-    let contiguous = |t: Tensor<B, 3>| to_flex(t).to_contiguous();
-    let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
-    let (kr, qr) = (kr.map(to_flex), qr.map(to_flex));
-    let tokens = to_flex(tokens).to_contiguous();
-    let (qd, kd, vd): (&[f32], &[f32], &[f32]) = (q.storage(), k.storage(), v.storage());
-    // Kr / Qr as they come (a [1, heads, 2L-1, d] view of the cached projection): per head, the
-    // start and the (distance, feature) strides.
-    fn heads_of(t: &FlexTensor) -> (&[f32], isize, (isize, isize)) {
-        let (layout, data) = (t.layout(), t.storage::<f32>());
-        let st = layout.strides();
-        (&data[layout.start_offset()..], st[1], (st[3], st[2]))
+    if !is_flex::<B>() {
+        return crate::fast_grad::attention(q, k, v, kr, qr, tokens, padded, dropout, (heads, d), scale);
     }
-    let (krd, qrd) = (kr.as_ref().map(heads_of), qr.as_ref().map(heads_of));
+    let inputs = AttentionInputs {
+        q: to_flex(q).to_contiguous(),
+        k: to_flex(k).to_contiguous(),
+        v: to_flex(v).to_contiguous(),
+        kr: kr.map(to_flex),
+        qr: qr.map(to_flex),
+        tokens: to_flex(tokens).to_contiguous(),
+        padded,
+        dropout: None,
+        heads,
+        d,
+        scale,
+    };
+    from_flex(attention_forward(&inputs, None))
+}
+
+/// The operands of one fused attention, as Flex tensors: `q`, `k`, `v` and `tokens` contiguous,
+/// `kr`/`qr` any `[1, heads, 2L-1, d]` view, `dropout` a contiguous `[B, heads, L, L]` 0/1 mask
+/// with `1 / keep`.
+#[derive(Debug, Clone)]
+pub(crate) struct AttentionInputs {
+    pub(crate) q: FlexTensor,
+    pub(crate) k: FlexTensor,
+    pub(crate) v: FlexTensor,
+    pub(crate) kr: Option<FlexTensor>,
+    pub(crate) qr: Option<FlexTensor>,
+    pub(crate) tokens: FlexTensor,
+    pub(crate) padded: bool,
+    pub(crate) dropout: Option<(FlexTensor, f32)>,
+    pub(crate) heads: usize,
+    pub(crate) d: usize,
+    pub(crate) scale: f32,
+}
+
+/// Kr / Qr as they come (a `[1, heads, 2L-1, d]` view of the projection): per head, the data from
+/// the view's start, the head stride and the (distance, feature) strides.
+pub(crate) type RelHeads<'a> = (&'a [f32], isize, (isize, isize));
+
+impl AttentionInputs {
+    /// `(B, L, heads*d)`
+    pub(crate) fn dims(&self) -> (usize, usize, usize) {
+        let [b, l, hd] = self.q.layout().shape().dims();
+        (b, l, hd)
+    }
+
+    pub(crate) fn rel(t: &Option<FlexTensor>) -> Option<RelHeads<'_>> {
+        t.as_ref().map(|t| {
+            let (layout, data) = (t.layout(), t.storage::<f32>());
+            let st = layout.strides();
+            (&data[layout.start_offset()..], st[1], (st[2], st[3]))
+        })
+    }
+}
+
+/// The forward kernel: one (sequence, head) per task. With `probs`, also writes each task's
+/// softmax output (before dropout) to its `[L, L]` block of a `[B, heads, L, L]` buffer, which the
+/// backward reads.
+pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) -> FlexTensor {
+    let AttentionInputs { q, k, v, tokens, padded, heads, d, scale, .. } = inputs;
+    let (heads, d, padded, scale) = (*heads, *d, *padded, *scale);
+    let (b, l, hd) = inputs.dims();
+    let r = 2 * l - 1;
+    let (qd, kd, vd): (&[f32], &[f32], &[f32]) = (q.storage(), k.storage(), v.storage());
+    let (krd, qrd) = (AttentionInputs::rel(&inputs.kr), AttentionInputs::rel(&inputs.qr));
     let mask: &[f32] = tokens.storage();
+    let dropout = inputs.dropout.as_ref().map(|(m, inv_keep)| (m.storage::<f32>(), *inv_keep));
 
     let mut out = FlexTensor::empty([b, l, hd].into(), DType::F32);
     let dst = Out(out.storage_mut::<f32>().as_mut_ptr());
@@ -334,19 +401,34 @@ pub fn attention<B: Backend>(
             // SAFETY: the offset of head h of sequence bi is inside q, k and v (layout above).
             let at = |data: &[f32]| unsafe { data.as_ptr().add(bi * l * hd + h * d) };
             let (qh, kh, vh) = (at(qd), at(kd), at(vd));
-            // SAFETY: head h of Kr/Qr, inside their storage (see above).
-            let rel_h =
-                |data: &[f32], head_stride: isize| unsafe { data.as_ptr().offset(h as isize * head_stride) };
             // SAFETY: reads head h of sequence bi and writes this task's own scratch (see above).
             unsafe {
                 // S = Q K^T; C = Q Kr^T (row i, column t: distance L-1-t); P = K Qr^T (row j,
                 // column t: distance t-(L-1)).
                 gemm((l, l, d), s.as_mut_ptr(), l as isize, false, qh, (hd_s, 1), kh, (1, hd_s));
-                if let Some((kr, hs, rhs)) = krd {
-                    gemm((l, r, d), c.as_mut_ptr(), r as isize, false, qh, (hd_s, 1), rel_h(kr, hs), rhs);
+                if let Some((kr, hs, (ts, fs))) = krd {
+                    gemm(
+                        (l, r, d),
+                        c.as_mut_ptr(),
+                        r as isize,
+                        false,
+                        qh,
+                        (hd_s, 1),
+                        rel_head(kr, hs, h),
+                        (fs, ts),
+                    );
                 }
-                if let Some((qr, hs, rhs)) = qrd {
-                    gemm((l, r, d), p.as_mut_ptr(), r as isize, false, kh, (hd_s, 1), rel_h(qr, hs), rhs);
+                if let Some((qr, hs, (ts, fs))) = qrd {
+                    gemm(
+                        (l, r, d),
+                        p.as_mut_ptr(),
+                        r as isize,
+                        false,
+                        kh,
+                        (hd_s, 1),
+                        rel_head(qr, hs, h),
+                        (fs, ts),
+                    );
                 }
             }
             let m = &mask[bi * l..(bi + 1) * l];
@@ -376,6 +458,15 @@ pub fn attention<B: Backend>(
             for (i, row) in s.chunks_exact_mut(l).enumerate() {
                 softmax_row(row, scale, padded.then_some((m[i], m)));
             }
+            if let Some(probs) = probs {
+                // SAFETY: this task's own [L, L] block of the [B, heads, L, L] buffer.
+                unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), probs.at(task * l * l), l * l) };
+            }
+            if let Some((keep, inv_keep)) = dropout {
+                // `Dropout::forward`'s arithmetic: (x * mask) * (1 / keep).
+                let keep = &keep[task * l * l..][..l * l];
+                s.iter_mut().zip(keep).for_each(|(x, &m)| *x = (*x * m) * inv_keep);
+            }
             // SAFETY: writes head h of sequence bi of the output, no other task's slice (see above).
             unsafe {
                 let o = dst.at(bi * l * hd + h * d);
@@ -383,7 +474,13 @@ pub fn attention<B: Backend>(
             }
         },
     );
-    from_flex(out)
+    out
+}
+
+/// Head `h` of a relative projection (see [`RelHeads`]).
+pub(crate) fn rel_head(data: &[f32], head_stride: isize, h: usize) -> *const f32 {
+    // SAFETY: head h of a [1, heads, 2L-1, d] view starts inside its storage (h < heads).
+    unsafe { data.as_ptr().offset(h as isize * head_stride) }
 }
 
 /// `e^x` for `x <= 88`, branch-free so that loops over it vectorise: `x = n ln2 + r` with

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod deberta;
 pub mod fast;
+mod fast_grad;
 pub mod heads;
 pub mod int8;
 pub mod loss;

@@ -1,0 +1,257 @@
+//! The fused disentangled attention for training on the CPU (`Autodiff<Flex>`): the inference
+//! kernel's forward, which also keeps the softmax output, and its own backward, registered as one
+//! node of burn's autograd graph. burn would otherwise record some twenty ops per layer, each a
+//! full `[B, heads, L, L]` pass on one thread with its own saved tensors.
+//!
+//! The backward of `O = dropout(softmax(mask_fill(Z / s))) V` with
+//! `Z[i, j] = Q_i.K_j + Q_i.Kr[L-1-i+j] + K_j.Qr[L-1+i-j]`, per (sequence, head), all in cache:
+//!
+//! - `P` the saved softmax, `D = P * keep / p_keep`:  `dV = D^T dO`
+//! - `dD = dO V^T`, `dP = dD * keep / p_keep`
+//! - `dZ = P * (dP - rowsum(dP * P)) / s`, zero where masked (`mask_fill` passes no gradient)
+//! - `dQ = dZ K + dC Kr`, `dK = dZ^T Q + dR Qr`, where `dC[i, L-1-i+j] = dZ[i, j]` and
+//!   `dR[j, L-1+i-j] = dZ[i, j]` are `dZ` written into the windows the forward read
+//! - `dKr = sum over sequences of dC^T Q`, `dQr = sum of dR^T K` (per-task blocks, summed in
+//!   sequence order afterwards, so the result does not depend on scheduling).
+//!
+//! tests/fast_grad.rs compares every gradient with burn's autodiff of the generic path.
+
+use crate::fast::{gemm, rel_head, AttentionInputs, Out};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::prelude::*;
+use burn::tensor::{DType, TensorPrimitive};
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+use std::any::Any;
+
+type Ad = Autodiff<Flex>;
+type AdTensor = <Ad as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive;
+
+fn to_ad<B: Backend, const D: usize>(t: Tensor<B, D>) -> AdTensor {
+    let primitive: Box<dyn Any> = Box::new(t.into_primitive().tensor());
+    *primitive.downcast::<AdTensor>().expect("fused training kernels are only called on Autodiff<Flex>")
+}
+
+fn from_ad<B: Backend, const D: usize>(t: AdTensor) -> Tensor<B, D> {
+    let primitive: Box<dyn Any> = Box::new(t);
+    let primitive = *primitive.downcast::<B::FloatTensorPrimitive>().expect("B is Autodiff<Flex>");
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+/// [`crate::fast::attention`] on `Autodiff<Flex>`: same arguments, same result, one graph node.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    kr: Option<Tensor<B, 4>>,
+    qr: Option<Tensor<B, 4>>,
+    tokens: Tensor<B, 3>,
+    padded: bool,
+    dropout: Option<(Tensor<B, 4>, f32)>,
+    (heads, d): (usize, usize),
+    scale: f32,
+) -> Tensor<B, 3> {
+    let (q, k, v) = (to_ad(q), to_ad(k), to_ad(v));
+    // An absent relative term is an untracked leaf: it gets no gradient.
+    let absent = || AdTensor::new(FlexTensor::empty([0].into(), DType::F32));
+    let (kr, qr) = (kr.map(to_ad), qr.map(to_ad));
+    let inputs = AttentionInputs {
+        q: q.primitive.to_contiguous(),
+        k: k.primitive.to_contiguous(),
+        v: v.primitive.to_contiguous(),
+        kr: kr.as_ref().map(|t| t.primitive.clone()),
+        qr: qr.as_ref().map(|t| t.primitive.clone()),
+        tokens: to_ad(tokens).primitive.to_contiguous(),
+        padded,
+        dropout: dropout.map(|(m, inv_keep)| (to_ad(m).primitive.to_contiguous(), inv_keep)),
+        heads,
+        d,
+        scale,
+    };
+    let (kr, qr) = (kr.unwrap_or_else(absent), qr.unwrap_or_else(absent));
+    let nodes = [q.node, k.node, v.node, kr.node, qr.node];
+    let out = match FusedAttention.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (b, l, _) = inputs.dims();
+            let mut probs = FlexTensor::empty([b, heads, l, l].into(), DType::F32);
+            let out =
+                crate::fast::attention_forward(&inputs, Some(Out(probs.storage_mut::<f32>().as_mut_ptr())));
+            prep.finish(State { inputs, probs }, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(crate::fast::attention_forward(&inputs, None)),
+    };
+    from_ad(out)
+}
+
+#[derive(Debug)]
+struct FusedAttention;
+
+/// What the backward needs: the operands and the softmax output of every (sequence, head).
+#[derive(Debug, Clone)]
+struct State {
+    inputs: AttentionInputs,
+    probs: FlexTensor,
+}
+
+impl Backward<Flex, 5> for FusedAttention {
+    type State = State;
+
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad_out = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let State { inputs, probs } = ops.state;
+        let [dq, dk, dv, dkr, dqr] = attention_backward(&inputs, &probs, &grad_out);
+        for (parent, grad) in ops.parents.into_iter().zip([dq, dk, dv, dkr, dqr]) {
+            if let (Some(node), Some(grad)) = (parent, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// `[dQ, dK, dV, dKr, dQr]` from the upstream gradient of the `[B, L, heads*d]` context (module
+/// docs for the formulas); `dKr`/`dQr` only for the terms in use, in their inputs' shape.
+fn attention_backward(
+    inputs: &AttentionInputs,
+    probs: &FlexTensor,
+    grad_out: &FlexTensor,
+) -> [Option<FlexTensor>; 5] {
+    let AttentionInputs { q, k, v, tokens, padded, heads, d, scale, .. } = inputs;
+    let (heads, d, padded, scale) = (*heads, *d, *padded, *scale);
+    let (b, l, hd) = inputs.dims();
+    let r = 2 * l - 1;
+    let (qd, kd, vd, god): (&[f32], &[f32], &[f32], &[f32]) =
+        (q.storage(), k.storage(), v.storage(), grad_out.storage());
+    let (krd, qrd) = (AttentionInputs::rel(&inputs.kr), AttentionInputs::rel(&inputs.qr));
+    let mask: &[f32] = tokens.storage();
+    let probs: &[f32] = probs.storage();
+    let dropout = inputs.dropout.as_ref().map(|(m, inv_keep)| (m.storage::<f32>(), *inv_keep));
+
+    let empty = |shape: &[usize]| FlexTensor::empty(shape.into(), DType::F32);
+    let (mut dq, mut dk, mut dv) = (empty(&[b, l, hd]), empty(&[b, l, hd]), empty(&[b, l, hd]));
+    // Per-task blocks of dKr / dQr, summed over sequences below.
+    let mut dkr_tasks = krd.map(|_| vec![0f32; b * heads * r * d]);
+    let mut dqr_tasks = qrd.map(|_| vec![0f32; b * heads * r * d]);
+    let ptr = |t: &mut FlexTensor| Out(t.storage_mut::<f32>().as_mut_ptr());
+    let (dq_out, dk_out, dv_out) = (ptr(&mut dq), ptr(&mut dk), ptr(&mut dv));
+    let dkr_out = dkr_tasks.as_mut().map(|t| Out(t.as_mut_ptr()));
+    let dqr_out = dqr_tasks.as_mut().map(|t| Out(t.as_mut_ptr()));
+    let (hd_s, l_s, r_s) = (hd as isize, l as isize, r as isize);
+
+    // Scratch per worker: D (then dZ), dP, and the two window matrices. Only the windows of
+    // dC / dR are ever written, always the same elements for one L, so the rest stays zero.
+    (0..b * heads).into_par_iter().for_each_init(
+        || (vec![0f32; l * l], vec![0f32; l * l], vec![0f32; l * r], vec![0f32; l * r]),
+        |(dz, dp, dc, dr), task| {
+            let (bi, h) = (task / heads, task % heads);
+            // Layout as in the forward: q, k, v, dO and dQ, dK, dV are contiguous [b, l, heads*d];
+            // task (bi, h) reads and writes head h of sequence bi only (offset bi*l*hd + h*d, row
+            // stride hd); its dKr / dQr blocks are its own [2L-1, d] slices; Kr / Qr are read at
+            // head h of their [1, heads, 2L-1, d] views.
+            let offset = bi * l * hd + h * d;
+            // SAFETY: head h of sequence bi is inside q, k, v and dO (layout above).
+            let at = |data: &[f32]| unsafe { data.as_ptr().add(offset) };
+            let (qh, kh, vh, goh) = (at(qd), at(kd), at(vd), at(god));
+            let p = &probs[task * l * l..][..l * l];
+            let keep = dropout.map(|(m, inv)| (&m[task * l * l..][..l * l], inv));
+
+            // D = P * keep / p_keep (the forward's arithmetic), into dz's buffer for now.
+            match keep {
+                Some((m, inv)) => dz.iter_mut().zip(p).zip(m).for_each(|((x, &p), &m)| *x = (p * m) * inv),
+                None => dz.copy_from_slice(p),
+            }
+            // SAFETY: reads head h of sequence bi, writes its dV slice and this task's scratch.
+            unsafe {
+                // dV = D^T dO; dD = dO V^T
+                gemm((l, d, l), dv_out.at(offset), hd_s, false, dz.as_ptr(), (1, l_s), goh, (hd_s, 1));
+                gemm((l, l, d), dp.as_mut_ptr(), l_s, false, goh, (hd_s, 1), vh, (1, hd_s));
+            }
+            if let Some((m, inv)) = keep {
+                // The generic backward's order: the gradient times 1 / p_keep, then times the mask.
+                dp.iter_mut().zip(m).for_each(|(g, &m)| *g = (*g * inv) * m);
+            }
+            // dZ = P * (dP - rowsum(dP * P)) / s, zero where masked.
+            let tok = &mask[bi * l..(bi + 1) * l];
+            for i in 0..l {
+                let (pi, gi, zi) = (&p[i * l..][..l], &dp[i * l..][..l], &mut dz[i * l..][..l]);
+                let dot: f32 = pi.iter().zip(gi).map(|(p, g)| p * g).sum();
+                zi.iter_mut().zip(pi).zip(gi).for_each(|((z, &p), &g)| *z = p * (g - dot) / scale);
+                if padded {
+                    for (z, &key) in zi.iter_mut().zip(tok) {
+                        if tok[i] != 1.0 || key != 1.0 {
+                            *z = 0.0;
+                        }
+                    }
+                }
+            }
+            // SAFETY: writes the dQ / dK slices of head h of sequence bi (layout above).
+            unsafe {
+                // dQ = dZ K; dK = dZ^T Q
+                gemm((l, d, l), dq_out.at(offset), hd_s, false, dz.as_ptr(), (l_s, 1), kh, (hd_s, 1));
+                gemm((l, d, l), dk_out.at(offset), hd_s, false, dz.as_ptr(), (1, l_s), qh, (hd_s, 1));
+            }
+            if let (Some((kr, hs, (ts, fs))), Some(dkr)) = (krd, dkr_out) {
+                for i in 0..l {
+                    dc[i * r + (l - 1 - i)..][..l].copy_from_slice(&dz[i * l..][..l]);
+                }
+                // SAFETY: head h of Kr; this task's dQ slice and its own [2L-1, d] dKr block.
+                unsafe {
+                    // dQ += dC Kr; dKr_task = dC^T Q
+                    let kr = rel_head(kr, hs, h);
+                    gemm((l, d, r), dq_out.at(offset), hd_s, true, dc.as_ptr(), (r_s, 1), kr, (ts, fs));
+                    gemm(
+                        (r, d, l),
+                        dkr.at(task * r * d),
+                        d as isize,
+                        false,
+                        dc.as_ptr(),
+                        (1, r_s),
+                        qh,
+                        (hd_s, 1),
+                    );
+                }
+            }
+            if let (Some((qr, hs, (ts, fs))), Some(dqr)) = (qrd, dqr_out) {
+                for i in 0..l {
+                    for j in 0..l {
+                        dr[j * r + (l - 1 - j) + i] = dz[i * l + j];
+                    }
+                }
+                // SAFETY: head h of Qr; this task's dK slice and its own [2L-1, d] dQr block.
+                unsafe {
+                    // dK += dR Qr; dQr_task = dR^T K
+                    let qr = rel_head(qr, hs, h);
+                    gemm((l, d, r), dk_out.at(offset), hd_s, true, dr.as_ptr(), (r_s, 1), qr, (ts, fs));
+                    gemm(
+                        (r, d, l),
+                        dqr.at(task * r * d),
+                        d as isize,
+                        false,
+                        dr.as_ptr(),
+                        (1, r_s),
+                        kh,
+                        (hd_s, 1),
+                    );
+                }
+            }
+        },
+    );
+    // Sum the per-sequence blocks of each head, in sequence order: [heads, 2L-1, d], then the
+    // input's [1, heads, 2L-1, d] shape.
+    let sum = |tasks: Vec<f32>| {
+        let block = r * d;
+        let mut total = vec![0f32; heads * block];
+        total.par_chunks_mut(block).enumerate().for_each(|(h, acc)| {
+            for bi in 0..b {
+                let part = &tasks[(bi * heads + h) * block..][..block];
+                acc.iter_mut().zip(part).for_each(|(a, x)| *a += x);
+            }
+        });
+        FlexTensor::from_data(TensorData::new(total, [1, heads, r, d]))
+    };
+    [Some(dq), Some(dk), Some(dv), dkr_tasks.map(sum), dqr_tasks.map(sum)]
+}
