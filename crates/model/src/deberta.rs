@@ -11,10 +11,7 @@ use crate::int8::{self, Int8Error, Int8Linears};
 use crate::position::{RelativeScheme, RelativeTableCache};
 use burn::module::{Initializer, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig,
-    PaddingConfig1d,
-};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig1d};
 use burn::prelude::*;
 use burn::tensor::{activation, Distribution, TensorPrimitive};
 use std::any::Any;
@@ -83,7 +80,34 @@ pub(crate) fn embedding<B: Backend>(
 }
 
 pub(crate) fn layer_norm<B: Backend>(dim: usize, config: &DebertaConfig, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(dim).with_epsilon(config.layer_norm_eps).init(device)
+    LayerNorm {
+        gamma: Initializer::Ones.init([dim], device),
+        beta: Initializer::Zeros.init([dim], device),
+        epsilon: config.layer_norm_eps,
+    }
+}
+
+/// `(x - mean) / sqrt(var + eps) * gamma + beta` over the last dimension: burn's `LayerNorm`
+/// (same parameter names, same backend op), except that training on the CPU takes the fused
+/// kernel with its own backward (burn would record nine ops). Ours rather than burn's because
+/// that one keeps `epsilon` private.
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    pub gamma: Param<Tensor<B, 1>>,
+    pub beta: Param<Tensor<B, 1>>,
+    pub epsilon: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if fast::fuses_layer_norm::<B>(x.dtype()) {
+            return fast::layer_norm(x, self.gamma.val(), self.beta.val(), self.epsilon);
+        }
+        let (gamma, beta) =
+            (self.gamma.val().into_primitive().tensor(), self.beta.val().into_primitive().tensor());
+        let y = B::layer_norm(x.into_primitive().tensor(), gamma, Some(beta), self.epsilon);
+        Tensor::from_primitive(TensorPrimitive::Float(y))
+    }
 }
 
 pub(crate) fn dropout(p: f64) -> Dropout {
@@ -734,7 +758,7 @@ impl<B: Backend> DebertaV2Encoder<B> {
         let rows = match &self.LayerNorm {
             Some(ln) => {
                 sources.push(ln.gamma.val().unsqueeze());
-                sources.extend(ln.beta.as_ref().map(|b| b.val().unsqueeze()));
+                sources.push(ln.beta.val().unsqueeze());
                 ln.forward(rows)
             }
             None => rows,

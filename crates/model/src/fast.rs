@@ -52,8 +52,28 @@ pub fn applies<B: Backend>(dtype: DType) -> bool {
 /// `Flex` (inference, [`attention`]) and on `Autodiff<Flex>` (training: the same forward with
 /// its own backward, `fast_grad`).
 pub fn fuses_attention<B: Backend>(dtype: DType) -> bool {
-    let trains = TypeId::of::<B>() == TypeId::of::<burn::backend::Autodiff<Flex>>();
-    (is_flex::<B>() || trains) && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
+    (is_flex::<B>() || trains::<B>()) && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether LayerNorm runs as one fused op with its own backward: on `Autodiff<Flex>`, where burn
+/// would decompose it into nine tracked ops (plain `Flex` has its own fused LayerNorm).
+pub fn fuses_layer_norm<B: Backend>(dtype: DType) -> bool {
+    trains::<B>() && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
+}
+
+/// [`crate::deberta::LayerNorm`] on `Autodiff<Flex>` (see [`fuses_layer_norm`]).
+pub fn layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> Tensor<B, D> {
+    crate::fast_grad::layer_norm(x, gamma, beta, epsilon)
+}
+
+/// Whether `B` is the CPU training backend, `Autodiff<Flex>`.
+fn trains<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<burn::backend::Autodiff<Flex>>()
 }
 
 /// Whether the model may split a batch or a sequence over rayon workers: on Flex, whose

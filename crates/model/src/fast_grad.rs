@@ -1,7 +1,8 @@
-//! The fused disentangled attention for training on the CPU (`Autodiff<Flex>`): the inference
-//! kernel's forward, which also keeps the softmax output, and its own backward, registered as one
-//! node of burn's autograd graph. burn would otherwise record some twenty ops per layer, each a
-//! full `[B, heads, L, L]` pass on one thread with its own saved tensors.
+//! Fused kernels for training on the CPU (`Autodiff<Flex>`), each registered as one node of
+//! burn's autograd graph with its own backward: the disentangled attention (the inference
+//! kernel's forward, which also keeps the softmax output) and LayerNorm (at the end of the file).
+//! burn would otherwise record some twenty ops per attention and nine per LayerNorm, each a full
+//! pass over the activations on one thread with its own saved tensors.
 //!
 //! The backward of `O = dropout(softmax(mask_fill(Z / s))) V` with
 //! `Z[i, j] = Q_i.K_j + Q_i.Kr[L-1-i+j] + K_j.Qr[L-1+i-j]`, per (sequence, head), all in cache:
@@ -14,7 +15,8 @@
 //! - `dKr = sum over sequences of dC^T Q`, `dQr = sum of dR^T K` (per-task blocks, summed in
 //!   sequence order afterwards, so the result does not depend on scheduling).
 //!
-//! tests/fast_grad.rs compares every gradient with burn's autodiff of the generic path.
+//! tests/fast_grad.rs compares every parameter's gradient with burn's autodiff of the generic
+//! path.
 
 use crate::fast::{gemm, rel_head, AttentionInputs, Out};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -254,4 +256,127 @@ fn attention_backward(
         FlexTensor::from_data(TensorData::new(total, [1, heads, r, d]))
     };
     [Some(dq), Some(dk), Some(dv), dkr_tasks.map(sum), dqr_tasks.map(sum)]
+}
+
+/// LayerNorm over the last dimension on `Autodiff<Flex>` as one graph node: rows in parallel,
+/// the generic path's arithmetic (`(x - mean) / sqrt(var + eps) * gamma + beta`, two-pass
+/// variance), and its own backward. burn decomposes LayerNorm into nine tracked ops under
+/// autodiff, each a single-threaded pass over the activations.
+pub(crate) fn layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> Tensor<B, D> {
+    let (x, gamma, beta) = (to_ad(x), to_ad(gamma), to_ad(beta));
+    let state = NormState {
+        x: x.primitive.to_contiguous(),
+        gamma: gamma.primitive.to_contiguous(),
+        epsilon: epsilon as f32,
+    };
+    let beta_t = beta.primitive.to_contiguous();
+    let out = norm_forward(&state, &beta_t);
+    let nodes = [x.node, gamma.node, beta.node];
+    let out = match FusedLayerNorm.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    from_ad(out)
+}
+
+/// Rows per task: fixed (not per thread count), so that the order of the parameter-gradient sums
+/// never changes.
+const NORM_ROWS: usize = 32;
+
+#[derive(Debug)]
+struct FusedLayerNorm;
+
+#[derive(Debug, Clone)]
+struct NormState {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    epsilon: f32,
+}
+
+/// A row's mean and `sqrt(var + eps)`, the variance from the centred values as the generic path
+/// computes it.
+fn row_stats(x: &[f32], epsilon: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, (var + epsilon).sqrt())
+}
+
+fn norm_forward(s: &NormState, beta: &FlexTensor) -> FlexTensor {
+    let shape = s.x.layout().shape().clone();
+    let d = *shape.last().expect("LayerNorm input has a last dimension");
+    let (x, gamma, beta): (&[f32], &[f32], &[f32]) = (s.x.storage(), s.gamma.storage(), beta.storage());
+    let mut out = FlexTensor::empty(shape, DType::F32);
+    out.storage_mut::<f32>().par_chunks_mut(NORM_ROWS * d).zip(x.par_chunks(NORM_ROWS * d)).for_each(
+        |(o, x)| {
+            for (o, x) in o.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                let (mean, denom) = row_stats(x, s.epsilon);
+                for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta) {
+                    *o = (x - mean) / denom * g + b;
+                }
+            }
+        },
+    );
+    out
+}
+
+impl Backward<Flex, 3> for FusedLayerNorm {
+    type State = NormState;
+
+    /// With `xh = (x - mean) / denom` and `dxh = dy * gamma`: `dx = (dxh - mean(dxh) -
+    /// xh * mean(dxh * xh)) / denom`, `dgamma = sum over rows of dy * xh`, `dbeta = sum of dy`.
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let s = ops.state;
+        let shape = s.x.layout().shape().clone();
+        let d = *shape.last().expect("LayerNorm input has a last dimension");
+        let (x, gamma, dyd): (&[f32], &[f32], &[f32]) = (s.x.storage(), s.gamma.storage(), dy.storage());
+        let mut dx = FlexTensor::empty(shape, DType::F32);
+        // Per task: its rows of dx, and its partial sums of dgamma and dbeta.
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .storage_mut::<f32>()
+            .par_chunks_mut(NORM_ROWS * d)
+            .zip(x.par_chunks(NORM_ROWS * d))
+            .zip(dyd.par_chunks(NORM_ROWS * d))
+            .map(|((dx, x), dy)| {
+                let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
+                let mut xh = vec![0f32; d];
+                for ((dx, x), dy) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(dy.chunks_exact(d)) {
+                    let (mean, denom) = row_stats(x, s.epsilon);
+                    xh.iter_mut().zip(x).for_each(|(h, &x)| *h = (x - mean) / denom);
+                    let (mut sum, mut sum_xh) = (0f32, 0f32);
+                    for (((&dy, &g), &h), (dg, db)) in
+                        dy.iter().zip(gamma).zip(&xh).zip(dgamma.iter_mut().zip(&mut dbeta))
+                    {
+                        let dxh = dy * g;
+                        sum += dxh;
+                        sum_xh += dxh * h;
+                        *dg += dy * h;
+                        *db += dy;
+                    }
+                    let (mean_dxh, mean_dxh_xh) = (sum / d as f32, sum_xh / d as f32);
+                    for (((dx, &dy), &g), &h) in dx.iter_mut().zip(dy).zip(gamma).zip(&xh) {
+                        *dx = (dy * g - mean_dxh - h * mean_dxh_xh) / denom;
+                    }
+                }
+                (dgamma, dbeta)
+            })
+            .collect();
+        let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
+        for (g, b) in &partials {
+            dgamma.iter_mut().zip(g).for_each(|(a, x)| *a += x);
+            dbeta.iter_mut().zip(b).for_each(|(a, x)| *a += x);
+        }
+        let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [d]));
+        for (parent, grad) in ops.parents.into_iter().zip([dx, vector(dgamma), vector(dbeta)]) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
 }

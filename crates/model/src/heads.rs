@@ -3,11 +3,12 @@
 #![allow(non_snake_case)]
 
 use crate::config::{Activation, DebertaConfig, Head};
+use crate::deberta::LayerNorm;
 use crate::deberta::{
     activate, dropout, layer_norm, linear, Batch, DebertaV2Layer, DebertaV2Model, EncoderOutput,
 };
 use burn::module::Param;
-use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
 
 /// `gelu(dense(dropout_0(h[:, 0])))`: the [CLS] state, for sequence-level heads.

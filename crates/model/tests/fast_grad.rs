@@ -1,5 +1,5 @@
-//! The fused training attention (forward and its own backward on `Autodiff<Flex>`) against burn's
-//! autodiff of the generic op-by-op path: the same loss and the same gradient for every
+//! The fused training kernels (attention and LayerNorm, each a forward with its own backward on
+//! `Autodiff<Flex>`) against burn's autodiff of the generic op-by-op path: the same loss and the same gradient for every
 //! parameter, to 1e-5 of the largest. Dropout is on (both paths draw the same masks from the
 //! seeded generator), one row is padded, and the configs cover c2p + p2c with shared or separate
 //! position projections, log buckets, a length past the bucket midpoint, the EMD's separate
@@ -107,7 +107,7 @@ fn check(name: &str, config: &DebertaConfig, head: Head) {
 }
 
 #[test]
-fn fused_attention_gradients_match_the_generic_path() {
+fn fused_training_gradients_match_the_generic_path() {
     check("c2p+p2c, shared keys", &config(r#"["p2c", "c2p"]"#, true), Head::MaskedLm);
     check("c2p+p2c, separate position projections", &config(r#"["p2c", "c2p"]"#, false), Head::MaskedLm);
     check("c2p only", &config(r#"["c2p"]"#, true), Head::MaskedLm);
