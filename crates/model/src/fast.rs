@@ -223,6 +223,7 @@ fn erf(x: f32) -> f32 {
 /// Defines a function whose body is compiled twice: for AVX2+FMA, taken where the CPU has them
 /// (detected at run time), and for the crate's baseline x86-64 otherwise. The same code either
 /// way, so the same results; the wider build lets its loops run 8 or 16 lanes wide.
+#[macro_export]
 macro_rules! avx2_fma_dispatch {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
@@ -246,7 +247,7 @@ macro_rules! avx2_fma_dispatch {
         }
     };
 }
-pub(crate) use avx2_fma_dispatch;
+pub use avx2_fma_dispatch;
 
 avx2_fma_dispatch! {
     /// HF's exact GELU, `x/2 (1 + erf(x/sqrt 2))`, on a slice, 8 lanes wide where the CPU has

@@ -294,18 +294,7 @@ fn fused_update<I: Backend>(
             (zeros(), zeros())
         }
     };
-    // New value of one parameter from its old value, gradient and (updated in place) moments.
-    let update = |x: f32, g: f32, m: &mut f32, v: &mut f32| {
-        let g = g * scale;
-        *m = *m * b1 + g * a1;
-        *v = *v * b2 + g * g * a2;
-        let (mh, vh) = if c.bias_correction { (*m / bc1, *v / bc2) } else { (*m, *v) };
-        let mut step = mh / (vh.sqrt() + eps);
-        if decay > 0.0 {
-            step += x * decay;
-        }
-        x - step * lr
-    };
+    let k = Constants { scale, b1, b2, a1, a2, bc1, bc2, eps, decay, lr, bias_correction: c.bias_correction };
     const CHUNK: usize = 1 << 14;
     let moments = g
         .storage::<f32>()
@@ -316,25 +305,75 @@ fn fused_update<I: Backend>(
     // value), so the new value goes to a fresh buffer rather than a copy updated in place.
     let x = if x.is_unique() {
         let mut x = x;
-        x.storage_mut::<f32>().par_chunks_mut(CHUNK).zip(moments).for_each(|(x, ((g, m), v))| {
-            for i in 0..x.len() {
-                x[i] = update(x[i], g[i], &mut m[i], &mut v[i]);
-            }
-        });
+        x.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .zip(moments)
+            .for_each(|(x, ((g, m), v))| update_chunk(x, None, g, m, v, &k));
         x
     } else {
         let mut out = burn_flex::FlexTensor::empty([n].into(), burn::tensor::DType::F32);
         let old = x.storage::<f32>().par_chunks(CHUNK);
-        out.storage_mut::<f32>().par_chunks_mut(CHUNK).zip(old).zip(moments).for_each(
-            |((out, x), ((g, m), v))| {
-                for i in 0..out.len() {
-                    out[i] = update(x[i], g[i], &mut m[i], &mut v[i]);
-                }
-            },
-        );
+        out.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .zip(old)
+            .zip(moments)
+            .for_each(|((out, x), ((g, m), v))| update_chunk(out, Some(x), g, m, v, &k));
         out
     };
     (fast::from_flex(x), fast::from_flex(m), fast::from_flex(v))
+}
+
+/// [`fused_update`]'s constants, each rounded to f32 as the op-by-op form rounds it.
+struct Constants {
+    scale: f32,
+    b1: f32,
+    b2: f32,
+    a1: f32,
+    a2: f32,
+    bc1: f32,
+    bc2: f32,
+    eps: f32,
+    decay: f32,
+    lr: f32,
+    bias_correction: bool,
+}
+
+/// New value of one parameter from its old value, gradient and (updated in place) moments.
+#[inline(always)]
+fn update(x: f32, g: f32, m: &mut f32, v: &mut f32, k: &Constants) -> f32 {
+    let g = g * k.scale;
+    *m = *m * k.b1 + g * k.a1;
+    *v = *v * k.b2 + g * g * k.a2;
+    let (mh, vh) = if k.bias_correction { (*m / k.bc1, *v / k.bc2) } else { (*m, *v) };
+    let mut step = mh / (vh.sqrt() + k.eps);
+    if k.decay > 0.0 {
+        step += x * k.decay;
+    }
+    x - step * k.lr
+}
+
+deberta_model::fast::avx2_fma_dispatch! {
+    /// [`update`] over one chunk: into `x` from `old` (or in place without it). Element-wise
+    /// with IEEE division and square root, so every lane width gives the same bits.
+    fn update_chunk(x: &mut [f32], old: Option<&[f32]>, g: &[f32], m: &mut [f32], v: &mut [f32], k: &Constants) {
+        // Indexed loops over slices cut to one length: no bounds checks and no iterator adapters
+        // (which would be compiled outside this function, without AVX2).
+        let n = x.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        match old {
+            Some(old) => {
+                let old = &old[..n];
+                for i in 0..n {
+                    x[i] = update(old[i], g[i], &mut m[i], &mut v[i], k);
+                }
+            }
+            None => {
+                for i in 0..n {
+                    x[i] = update(x[i], g[i], &mut m[i], &mut v[i], k);
+                }
+            }
+        }
+    }
 }
 
 /// `t` contiguous in a buffer of its own, to update in place (copied only when shared).
