@@ -31,7 +31,7 @@ import sys
 SHAPES = {
     "base-8": ("base", 8, 128, False, 1.3),
     "base-1": ("base", 1, 128, False, 1.6),
-    "small-train": ("small", 8, 128, True, 1.0),
+    "small-train": ("small", 8, 128, True, 1.5),
     "base-512": ("base", 1, 512, False, None),
     "tiny-2": ("tiny", 2, 32, False, None),
 }

@@ -1,21 +1,26 @@
-//! Fused f32 inference kernels for the Flex CPU backend, and the one seam that decides where they
-//! (and rayon splits and cached projections) apply (docs/model.md, "The fused-kernel seam").
+//! Fused f32 kernels for the Flex CPU backend, and the one seam that decides where they (and
+//! rayon splits and cached projections) apply (docs/model.md, "The fused-kernel seam").
 //!
-//! The generic layer code (deberta.rs) is the reference and the only path under autodiff and on
-//! other backends. On plain `Flex` with f32 tensors, two pieces of it run here instead, because
-//! burn's op-by-op execution costs more than the arithmetic there (docs/benchmarks-history.md,
-//! "What each lever gained"): Flex runs elementwise ops on one thread, without fusion, and
-//! broadcasts a Linear's weight into a per-sequence batched matmul.
+//! The generic layer code (deberta.rs) is the reference and the only path on other backends. On
+//! `Flex` with f32 tensors, pieces of it run here instead, because burn's op-by-op execution costs
+//! more than the arithmetic there (docs/benchmarks-history.md, "What each lever gained"): Flex
+//! runs elementwise ops on one thread, without fusion, and broadcasts a Linear's weight into a
+//! per-sequence batched matmul.
 //!
-//! - [`dense`]: `act(x W + b)` as column blocks of one GEMM on all cores, the bias preloaded into
-//!   the output and the activation applied to each block while it is in cache.
-//! - [`attention`]: the whole disentangled attention of one (sequence, head) per task: `Q.K^T`,
-//!   the c2p and p2c windows read in place (no skew copies, no transposing matmul), scale, mask,
-//!   softmax and `P.V` written straight into the merged-heads layout.
+//! - [`dense`] (inference): `act(x W + b)` as column blocks of one GEMM on all cores, the bias
+//!   preloaded into the output and the activation applied to each block while it is in cache.
+//! - [`attention`] (inference and training): the whole disentangled attention of one (sequence,
+//!   head) per task: `Q.K^T`, the c2p and p2c windows read in place (no skew copies, no
+//!   transposing matmul), scale, mask, softmax, dropout and `P.V` written straight into the
+//!   merged-heads layout. Under `Autodiff<Flex>` it keeps the softmax and registers its own
+//!   backward as one graph node (`fast_grad.rs`).
+//! - [`layer_norm`] (training): burn's own LayerNorm is already fused on `Flex`, but decomposed
+//!   into nine tracked ops under autodiff; this is one node with its own backward.
 //!
-//! Both are selected at run time by type (`B == Flex`), so model code stays generic. They are
-//! tested against the generic path (tests/fast.rs) and, as the path Flex takes, by the HF parity
-//! fixtures.
+//! All are selected at run time by type (`B == Flex` or `Autodiff<Flex>`), so model code stays
+//! generic. They are tested against the generic path (tests/fast.rs for values, tests/fast_grad.rs
+//! for every parameter's gradient) and, as the path Flex takes, by the HF parity fixtures and the
+//! RTD gradient and trajectory tests.
 
 use crate::config::Activation;
 use burn::nn::Linear;
@@ -34,10 +39,11 @@ pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-// What each backend gets is decided here and nowhere else: the fused kernels, rayon splits of
-// the work and the relative-projection cache are for plain `Flex` only. `Autodiff<Flex>` is a
-// different type, so training never takes them; GPU backends queue work from one thread and
-// cannot tell buffers apart through burn's API.
+// What each backend gets is decided here and nowhere else: the fused inference kernels, rayon
+// splits of the work and the relative-projection cache are for plain `Flex` only; training on
+// `Autodiff<Flex>` (a different type) takes the fused attention and LayerNorm with their own
+// backward and nothing else; GPU backends queue work from one thread and cannot tell buffers
+// apart through burn's API, so they take none of it.
 
 pub fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<Flex>()
