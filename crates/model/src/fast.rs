@@ -344,23 +344,33 @@ pub fn attention<B: Backend>(
     (heads, d): (usize, usize),
     scale: f32,
 ) -> Tensor<B, 3> {
-    if !is_flex::<B>() {
-        return crate::fast_grad::attention(q, k, v, kr, qr, tokens, padded, dropout, (heads, d), scale);
+    // The operands' Flex tensors (on Autodiff<Flex>, the values under the graph's tensors, which
+    // the training kernel also needs for their graph nodes).
+    fn flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
+        if is_flex::<B>() {
+            to_flex(t)
+        } else {
+            crate::fast_grad::value(t)
+        }
     }
+    let graph = (!is_flex::<B>()).then(|| ([q.clone(), k.clone(), v.clone()], [kr.clone(), qr.clone()]));
     let inputs = AttentionInputs {
-        q: to_flex(q).to_contiguous(),
-        k: to_flex(k).to_contiguous(),
-        v: to_flex(v).to_contiguous(),
-        kr: kr.map(to_flex),
-        qr: qr.map(to_flex),
-        tokens: to_flex(tokens).to_contiguous(),
+        q: flex(q).to_contiguous(),
+        k: flex(k).to_contiguous(),
+        v: flex(v).to_contiguous(),
+        kr: kr.map(flex),
+        qr: qr.map(flex),
+        tokens: flex(tokens).to_contiguous(),
         padded,
-        dropout: None,
+        dropout: dropout.map(|(m, inv_keep)| (flex(m).to_contiguous(), inv_keep)),
         heads,
         d,
         scale,
     };
-    from_flex(attention_forward(&inputs, None))
+    match graph {
+        Some((qkv, rel)) => crate::fast_grad::attention(inputs, qkv, rel),
+        None => from_flex(attention_forward(&inputs, None)),
+    }
 }
 
 /// The operands of one fused attention, as Flex tensors: `q`, `k`, `v` and `tokens` contiguous,
@@ -433,29 +443,11 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
                 // S = Q K^T; C = Q Kr^T (row i, column t: distance L-1-t); P = K Qr^T (row j,
                 // column t: distance t-(L-1)).
                 gemm((l, l, d), s.as_mut_ptr(), l as isize, false, qh, (hd_s, 1), kh, (1, hd_s));
-                if let Some((kr, hs, (ts, fs))) = krd {
-                    gemm(
-                        (l, r, d),
-                        c.as_mut_ptr(),
-                        r as isize,
-                        false,
-                        qh,
-                        (hd_s, 1),
-                        rel_head(kr, hs, h),
-                        (fs, ts),
-                    );
-                }
-                if let Some((qr, hs, (ts, fs))) = qrd {
-                    gemm(
-                        (l, r, d),
-                        p.as_mut_ptr(),
-                        r as isize,
-                        false,
-                        kh,
-                        (hd_s, 1),
-                        rel_head(qr, hs, h),
-                        (fs, ts),
-                    );
+                for (rel, out, lhs) in [(krd, &mut *c, qh), (qrd, &mut *p, kh)] {
+                    if let Some((rel, hs, (ts, fs))) = rel {
+                        let rhs = rel_head(rel, hs, h);
+                        gemm((l, r, d), out.as_mut_ptr(), r as isize, false, lhs, (hd_s, 1), rhs, (fs, ts));
+                    }
                 }
             }
             let m = &mask[bi * l..(bi + 1) * l];

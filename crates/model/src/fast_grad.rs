@@ -44,43 +44,27 @@ fn from_ad<B: Backend, const D: usize>(t: AdTensor) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
-/// [`crate::fast::attention`] on `Autodiff<Flex>`: same arguments, same result, one graph node.
-#[allow(clippy::too_many_arguments)]
+/// The value under a graph tensor of `B` (which must be `Autodiff<Flex>`).
+pub(crate) fn value<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
+    to_ad(t).primitive
+}
+
+/// [`crate::fast::attention`] on `Autodiff<Flex>` as one graph node: `inputs` are the values of
+/// `qkv` and `rel` (and the rest of the call), which give the node its parents.
 pub(crate) fn attention<B: Backend>(
-    q: Tensor<B, 3>,
-    k: Tensor<B, 3>,
-    v: Tensor<B, 3>,
-    kr: Option<Tensor<B, 4>>,
-    qr: Option<Tensor<B, 4>>,
-    tokens: Tensor<B, 3>,
-    padded: bool,
-    dropout: Option<(Tensor<B, 4>, f32)>,
-    (heads, d): (usize, usize),
-    scale: f32,
+    inputs: AttentionInputs,
+    qkv: [Tensor<B, 3>; 3],
+    rel: [Option<Tensor<B, 4>>; 2],
 ) -> Tensor<B, 3> {
-    let (q, k, v) = (to_ad(q), to_ad(k), to_ad(v));
     // An absent relative term is an untracked leaf: it gets no gradient.
     let absent = || AdTensor::new(FlexTensor::empty([0].into(), DType::F32));
-    let (kr, qr) = (kr.map(to_ad), qr.map(to_ad));
-    let inputs = AttentionInputs {
-        q: q.primitive.to_contiguous(),
-        k: k.primitive.to_contiguous(),
-        v: v.primitive.to_contiguous(),
-        kr: kr.as_ref().map(|t| t.primitive.clone()),
-        qr: qr.as_ref().map(|t| t.primitive.clone()),
-        tokens: to_ad(tokens).primitive.to_contiguous(),
-        padded,
-        dropout: dropout.map(|(m, inv_keep)| (to_ad(m).primitive.to_contiguous(), inv_keep)),
-        heads,
-        d,
-        scale,
-    };
-    let (kr, qr) = (kr.unwrap_or_else(absent), qr.unwrap_or_else(absent));
-    let nodes = [q.node, k.node, v.node, kr.node, qr.node];
+    let [q, k, v] = qkv.map(|t| to_ad(t).node);
+    let [kr, qr] = rel.map(|t| t.map(to_ad).unwrap_or_else(absent).node);
+    let nodes = [q, k, v, kr, qr];
     let out = match FusedAttention.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let (b, l, _) = inputs.dims();
-            let mut probs = FlexTensor::empty([b, heads, l, l].into(), DType::F32);
+            let mut probs = FlexTensor::empty([b, inputs.heads, l, l].into(), DType::F32);
             let out =
                 crate::fast::attention_forward(&inputs, Some(Out(probs.storage_mut::<f32>().as_mut_ptr())));
             prep.finish(State { inputs, probs }, out)
@@ -196,48 +180,32 @@ fn attention_backward(
                 gemm((l, d, l), dq_out.at(offset), hd_s, false, dz.as_ptr(), (l_s, 1), kh, (hd_s, 1));
                 gemm((l, d, l), dk_out.at(offset), hd_s, false, dz.as_ptr(), (1, l_s), qh, (hd_s, 1));
             }
-            if let (Some((kr, hs, (ts, fs))), Some(dkr)) = (krd, dkr_out) {
+            // dZ into the windows the forward read: dC row i at column L-1-i+j, dR row j at
+            // column L-1-j+i.
+            if krd.is_some() {
                 for i in 0..l {
                     dc[i * r + (l - 1 - i)..][..l].copy_from_slice(&dz[i * l..][..l]);
                 }
-                // SAFETY: head h of Kr; this task's dQ slice and its own [2L-1, d] dKr block.
-                unsafe {
-                    // dQ += dC Kr; dKr_task = dC^T Q
-                    let kr = rel_head(kr, hs, h);
-                    gemm((l, d, r), dq_out.at(offset), hd_s, true, dc.as_ptr(), (r_s, 1), kr, (ts, fs));
-                    gemm(
-                        (r, d, l),
-                        dkr.at(task * r * d),
-                        d as isize,
-                        false,
-                        dc.as_ptr(),
-                        (1, r_s),
-                        qh,
-                        (hd_s, 1),
-                    );
-                }
             }
-            if let (Some((qr, hs, (ts, fs))), Some(dqr)) = (qrd, dqr_out) {
+            if qrd.is_some() {
                 for i in 0..l {
                     for j in 0..l {
                         dr[j * r + (l - 1 - j) + i] = dz[i * l + j];
                     }
                 }
-                // SAFETY: head h of Qr; this task's dK slice and its own [2L-1, d] dQr block.
+            }
+            // c2p: dQ += dC Kr, dKr_task = dC^T Q; p2c: dK += dR Qr, dQr_task = dR^T K.
+            for (rel, block, window, dx, x) in
+                [(krd, dkr_out, &*dc, dq_out, qh), (qrd, dqr_out, &*dr, dk_out, kh)]
+            {
+                let (Some((rel, hs, (ts, fs))), Some(block)) = (rel, block) else { continue };
+                // SAFETY: head h of the projection; this task's dQ or dK slice (layout above) and
+                // its own [2L-1, d] block of the projection's gradient.
                 unsafe {
-                    // dK += dR Qr; dQr_task = dR^T K
-                    let qr = rel_head(qr, hs, h);
-                    gemm((l, d, r), dk_out.at(offset), hd_s, true, dr.as_ptr(), (r_s, 1), qr, (ts, fs));
-                    gemm(
-                        (r, d, l),
-                        dqr.at(task * r * d),
-                        d as isize,
-                        false,
-                        dr.as_ptr(),
-                        (1, r_s),
-                        kh,
-                        (hd_s, 1),
-                    );
+                    let rel = rel_head(rel, hs, h);
+                    gemm((l, d, r), dx.at(offset), hd_s, true, window.as_ptr(), (r_s, 1), rel, (ts, fs));
+                    let (dst, dst_rs) = (block.at(task * r * d), d as isize);
+                    gemm((r, d, l), dst, dst_rs, false, window.as_ptr(), (1, r_s), x, (hd_s, 1));
                 }
             }
         },
@@ -269,13 +237,9 @@ pub(crate) fn layer_norm<B: Backend, const D: usize>(
     epsilon: f64,
 ) -> Tensor<B, D> {
     let (x, gamma, beta) = (to_ad(x), to_ad(gamma), to_ad(beta));
-    let state = NormState {
-        x: x.primitive.to_contiguous(),
-        gamma: gamma.primitive.to_contiguous(),
-        epsilon: epsilon as f32,
-    };
-    let beta_t = beta.primitive.to_contiguous();
-    let out = norm_forward(&state, &beta_t);
+    let (xv, gv) = (x.primitive.to_contiguous(), gamma.primitive.to_contiguous());
+    let (out, stats) = norm_forward(&xv, &gv, &beta.primitive.to_contiguous(), epsilon as f32);
+    let state = NormState { x: xv, gamma: gv, stats };
     let nodes = [x.node, gamma.node, beta.node];
     let out = match FusedLayerNorm.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(state, out),
@@ -295,7 +259,8 @@ struct FusedLayerNorm;
 struct NormState {
     x: FlexTensor,
     gamma: FlexTensor,
-    epsilon: f32,
+    /// Each row's mean and `sqrt(var + eps)`.
+    stats: Vec<(f32, f32)>,
 }
 
 /// A row's mean and `sqrt(var + eps)`, the variance from the centred values as the generic path
@@ -307,22 +272,32 @@ fn row_stats(x: &[f32], epsilon: f32) -> (f32, f32) {
     (mean, (var + epsilon).sqrt())
 }
 
-fn norm_forward(s: &NormState, beta: &FlexTensor) -> FlexTensor {
-    let shape = s.x.layout().shape().clone();
+/// The output and each row's statistics.
+fn norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f32,
+) -> (FlexTensor, Vec<(f32, f32)>) {
+    let shape = x.layout().shape().clone();
     let d = *shape.last().expect("LayerNorm input has a last dimension");
-    let (x, gamma, beta): (&[f32], &[f32], &[f32]) = (s.x.storage(), s.gamma.storage(), beta.storage());
+    let (x, gamma, beta): (&[f32], &[f32], &[f32]) = (x.storage(), gamma.storage(), beta.storage());
     let mut out = FlexTensor::empty(shape, DType::F32);
-    out.storage_mut::<f32>().par_chunks_mut(NORM_ROWS * d).zip(x.par_chunks(NORM_ROWS * d)).for_each(
-        |(o, x)| {
-            for (o, x) in o.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                let (mean, denom) = row_stats(x, s.epsilon);
+    let mut stats = vec![(0f32, 0f32); x.len() / d.max(1)];
+    out.storage_mut::<f32>()
+        .par_chunks_mut(NORM_ROWS * d)
+        .zip(x.par_chunks(NORM_ROWS * d))
+        .zip(stats.par_chunks_mut(NORM_ROWS))
+        .for_each(|((o, x), stats)| {
+            for ((o, x), st) in o.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(stats) {
+                let (mean, denom) = row_stats(x, epsilon);
+                *st = (mean, denom);
                 for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta) {
                     *o = (x - mean) / denom * g + b;
                 }
             }
-        },
-    );
-    out
+        });
+    (out, stats)
 }
 
 impl Backward<Flex, 3> for FusedLayerNorm {
@@ -343,11 +318,12 @@ impl Backward<Flex, 3> for FusedLayerNorm {
             .par_chunks_mut(NORM_ROWS * d)
             .zip(x.par_chunks(NORM_ROWS * d))
             .zip(dyd.par_chunks(NORM_ROWS * d))
-            .map(|((dx, x), dy)| {
+            .zip(s.stats.par_chunks(NORM_ROWS))
+            .map(|(((dx, x), dy), stats)| {
                 let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
                 let mut xh = vec![0f32; d];
-                for ((dx, x), dy) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(dy.chunks_exact(d)) {
-                    let (mean, denom) = row_stats(x, s.epsilon);
+                let rows = dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(dy.chunks_exact(d));
+                for (((dx, x), dy), &(mean, denom)) in rows.zip(stats) {
                     xh.iter_mut().zip(x).for_each(|(h, &x)| *h = (x - mean) / denom);
                     let (mut sum, mut sum_xh) = (0f32, 0f32);
                     for (((&dy, &g), &h), (dg, db)) in

@@ -283,8 +283,19 @@ fn fused_update<I: Backend>(
     let (bc1, bc2) =
         if c.bias_correction { (1.0 - c.beta1.powi(h.t), 1.0 - c.beta2.powi(h.t)) } else { (1.0, 1.0) };
     let f = |v: f64| v as f32;
-    let (scale, b1, b2, a1, a2) = (f(h.scale), f(c.beta1), f(c.beta2), f(1.0 - c.beta1), f(1.0 - c.beta2));
-    let (bc1, bc2, eps, decay, lr) = (f(bc1), f(bc2), f(c.epsilon), f(h.decay), f(h.lr));
+    let k = Constants {
+        scale: f(h.scale),
+        b1: f(c.beta1),
+        b2: f(c.beta2),
+        a1: f(1.0 - c.beta1),
+        a2: f(1.0 - c.beta2),
+        bc1: f(bc1),
+        bc2: f(bc2),
+        eps: f(c.epsilon),
+        decay: f(h.decay),
+        lr: f(h.lr),
+        bias_correction: c.bias_correction,
+    };
     let x = fast::to_flex(x).to_contiguous();
     let g = fast::to_flex(g).to_contiguous();
     let (mut m, mut v) = match moments {
@@ -294,7 +305,6 @@ fn fused_update<I: Backend>(
             (zeros(), zeros())
         }
     };
-    let k = Constants { scale, b1, b2, a1, a2, bc1, bc2, eps, decay, lr, bias_correction: c.bias_correction };
     const CHUNK: usize = 1 << 14;
     let moments = g
         .storage::<f32>()
