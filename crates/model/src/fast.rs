@@ -275,14 +275,13 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gel
     let bias = layer.bias.as_ref().map(|b| to_flex(b.val()).to_contiguous());
     let d_out = w.layout().shape()[1];
 
-    let mut out = FlexTensor::empty([rows, d_out].into(), DType::F32);
-    let dst: &mut [f32] = out.storage_mut();
-    if let Some(bias) = &bias {
-        let bias: &[f32] = bias.storage();
-        dst.par_chunks_mut(d_out).for_each(|row| row.copy_from_slice(bias));
-    }
+    // The output is written once, by the blocks: each preloads its bias columns and accumulates
+    // onto them (or overwrites, without a bias), so it is neither zeroed nor filled beforehand.
+    let len = rows * d_out;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let dst = Out(out.spare_capacity_mut().as_mut_ptr().cast::<f32>());
+    let bias: Option<&[f32]> = bias.as_ref().map(|b| b.storage());
     let (xv, wv) = (view2(&x), view2(&w));
-    let dst = Out(dst.as_mut_ptr());
     // Column blocks, one per worker: each packs only its slice of W, and all rows share A's
     // packing order, which suits both a 128-row single sequence and 1024-row batches.
     let blocks = rayon::current_num_threads().clamp(1, d_out.div_ceil(64).max(1));
@@ -290,10 +289,16 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gel
     (0..d_out.div_ceil(width)).into_par_iter().for_each(|blk| {
         let c0 = blk * width;
         let cw = width.min(d_out - c0);
-        // SAFETY: block `blk` writes columns c0..c0+cw of the rows x d_out output only, and reads
-        // x (rows x d_in) and W's columns c0..c0+cw, all inside their contiguous buffers.
+        // SAFETY: block `blk` writes columns c0..c0+cw of the rows x d_out output only (every
+        // element of them: the bias, then the product onto it, or the product alone), and reads
+        // x (rows x d_in) and W's columns c0..c0+cw, all inside their buffers.
         unsafe {
             let out = dst.at(c0);
+            if let Some(bias) = bias {
+                for r in 0..rows {
+                    std::ptr::copy_nonoverlapping(bias.as_ptr().add(c0), out.add(r * d_out), cw);
+                }
+            }
             gemm(
                 (rows, cw, d_in),
                 out,
@@ -311,6 +316,9 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gel
             }
         }
     });
+    // SAFETY: the blocks cover all d_out columns of every row, and each wrote all its elements.
+    unsafe { out.set_len(len) };
+    let out = FlexTensor::from_data(TensorData::new(out, [rows, d_out]));
     let mut out_dims = dims;
     out_dims[D - 1] = d_out;
     from_flex::<B, 2>(out).reshape(out_dims)
@@ -427,9 +435,10 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
     let mut out = FlexTensor::empty([b, l, hd].into(), DType::F32);
     let dst = Out(out.storage_mut::<f32>().as_mut_ptr());
     let hd_s = hd as isize;
-    (0..b * heads).into_par_iter().for_each_init(
-        || (vec![0f32; l * l], vec![0f32; l * r], vec![0f32; l * r]),
-        |(s, c, p), task| {
+    (0..b * heads).into_par_iter().for_each(|task| {
+        with_scratch(l * l + 2 * l * r, |buf| {
+            let (s, rest) = buf.split_at_mut(l * l);
+            let (c, p) = rest.split_at_mut(l * r);
             let (bi, h) = (task / heads, task % heads);
             // Layout (the pointers and the two gemm blocks below rely on it): q, k, v and the
             // output are contiguous [b, l, heads * d]; task (bi, h) reads and writes head h of
@@ -491,8 +500,27 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
                 let o = dst.at(bi * l * hd + h * d);
                 gemm((l, d, l), o, hd_s, false, s.as_ptr(), (l as isize, 1), vh, (hd_s, 1));
             }
-        },
-    );
+        })
+    });
+    out
+}
+
+thread_local! {
+    /// A worker's scratch for [`with_scratch`], kept between calls.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer of at least `len` elements, whose contents are left
+/// from earlier calls: `f` must write what it reads. Kept between calls because zeroing fresh
+/// buffers for every split of a parallel loop cost more than some of the loops' work.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    // Taken out while in use, so that a nested call on the same thread gets a buffer of its own.
+    let mut buf = SCRATCH.with(|s| s.take());
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let out = f(&mut buf[..len]);
+    SCRATCH.with(|s| s.replace(buf));
     out
 }
 
