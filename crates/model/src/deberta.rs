@@ -416,7 +416,13 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     /// `[R, H] -> [1, heads, 2L-1, d]`.
     fn split_rel(&self, proj: &Linear<B>, rel: Tensor<B, 2>, order: Tensor<B, 1, Int>) -> Tensor<B, 4> {
         let [r] = order.dims();
-        dense(proj, rel).select(0, order).reshape([1, r, self.num_heads, self.head_size]).swap_dims(1, 2)
+        let heads =
+            dense(proj, rel).select(0, order).reshape([1, r, self.num_heads, self.head_size]).swap_dims(1, 2);
+        if fast::fuses_attention::<B>(heads.dtype()) {
+            fast::rel_layout(heads)
+        } else {
+            heads
+        }
     }
 
     /// `(Kr, Qr)` for the c2p and p2c terms (`None` for a term not in `pos_att_type`), `Kr` in

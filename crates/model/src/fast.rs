@@ -432,32 +432,41 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
     let mask: &[f32] = tokens.storage();
     let dropout = inputs.dropout.as_ref().map(|(m, inv_keep)| (m.storage::<f32>(), *inv_keep));
 
+    // Kr and Qr with each head's (feature, distance) matrix contiguous: as they come from
+    // `rel_layout`, else transposed here once for all sequences.
+    let lp = l.next_multiple_of(LANES);
+    let rp = r.next_multiple_of(LANES);
+    let (krt, qrt) = (RelT::new(krd, heads, d, r), RelT::new(qrd, heads, d, r));
     let mut out = FlexTensor::empty([b, l, hd].into(), DType::F32);
     let dst = Out(out.storage_mut::<f32>().as_mut_ptr());
     let hd_s = hd as isize;
     (0..b * heads).into_par_iter().for_each(|task| {
-        with_scratch(l * l + 2 * l * r, |buf| {
+        with_scratch(l * l + 2 * l * rp + d * lp, |buf| {
             let (s, rest) = buf.split_at_mut(l * l);
-            let (c, p) = rest.split_at_mut(l * r);
+            let (c, rest) = rest.split_at_mut(l * rp);
+            let (p, kt) = rest.split_at_mut(l * rp);
             let (bi, h) = (task / heads, task % heads);
-            // Layout (the pointers and the two gemm blocks below rely on it): q, k, v and the
-            // output are contiguous [b, l, heads * d]; task (bi, h) reads and writes head h of
-            // sequence bi only (offset bi*l*hd + h*d, row stride hd), and Kr/Qr are read at head
-            // h of their [1, heads, 2L-1, d] layout, within bounds by construction.
-            // SAFETY: the offset of head h of sequence bi is inside q, k and v (layout above).
-            let at = |data: &[f32]| unsafe { data.as_ptr().add(bi * l * hd + h * d) };
-            let (qh, kh, vh) = (at(qd), at(kd), at(vd));
-            // SAFETY: reads head h of sequence bi and writes this task's own scratch (see above).
-            unsafe {
-                // S = Q K^T; C = Q Kr^T (row i, column t: distance L-1-t); P = K Qr^T (row j,
-                // column t: distance t-(L-1)).
-                gemm((l, l, d), s.as_mut_ptr(), l as isize, false, qh, (hd_s, 1), kh, (1, hd_s));
-                for (rel, out, lhs) in [(krd, &mut *c, qh), (qrd, &mut *p, kh)] {
-                    if let Some((rel, hs, (ts, fs))) = rel {
-                        let rhs = rel_head(rel, hs, h);
-                        gemm((l, r, d), out.as_mut_ptr(), r as isize, false, lhs, (hd_s, 1), rhs, (fs, ts));
-                    }
-                }
+            // Layout (the slices and the gemm block below rely on it): q, k, v and the output
+            // are contiguous [b, l, heads * d]; task (bi, h) reads and writes head h of sequence
+            // bi only (offset bi*l*hd + h*d, row stride hd).
+            let head = bi * l * hd + h * d..bi * l * hd + (l - 1) * hd + h * d + d;
+            let (qh, kh) = (&qd[head.clone()], &kd[head]);
+            // kt[f][j] = K[j][f], the padding keys 0 (the scratch holds an earlier task's values).
+            for (j, row) in kh.chunks(hd).enumerate() {
+                row[..d].iter().enumerate().for_each(|(f, &x)| kt[f * lp + j] = x);
+            }
+            (0..d).for_each(|f| kt[f * lp + l..(f + 1) * lp].fill(0.0));
+            // S = Q K^T; C = Q Kr^T (row i, column t: distance L-1-t); P = K Qr^T (row j,
+            // column t: distance t-(L-1)), the last two only where the rows' windows fall.
+            let rows = |m: &[f32], bt: &[f32], bt_rs: usize, out: &mut [f32], out_rs: usize, band: bool| {
+                products(Products { a: m, a_rs: hd, bt, bt_rs, depth: d, rows: l, out, out_rs, band })
+            };
+            rows(qh, kt, lp, s, l, false);
+            if let Some(krt) = &krt {
+                rows(qh, krt.head(h), krt.row, c, rp, true);
+            }
+            if let Some(qrt) = &qrt {
+                rows(kh, qrt.head(h), qrt.row, p, rp, true);
             }
             let m = &mask[bi * l..(bi + 1) * l];
             // (i, j) has distance i-j: C column L-1-i+j, P[j] column L-1+i-j. C's window is
@@ -466,7 +475,7 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
             // the generic path's order, (S + C) + P.
             if krd.is_some() {
                 for (i, row) in s.chunks_exact_mut(l).enumerate() {
-                    let window = &c[i * r + (l - 1 - i)..][..l];
+                    let window = &c[i * rp + (l - 1 - i)..][..l];
                     row.iter_mut().zip(window).for_each(|(x, y)| *x += y);
                 }
             }
@@ -475,7 +484,7 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
                 for j0 in (0..l).step_by(TILE) {
                     for i0 in (0..l).step_by(TILE) {
                         for j in j0..l.min(j0 + TILE) {
-                            let column = &p[j * r + (l - 1 - j)..];
+                            let column = &p[j * rp + (l - 1 - j)..];
                             for i in i0..l.min(i0 + TILE) {
                                 s[i * l + j] += column[i];
                             }
@@ -497,7 +506,7 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
             }
             // SAFETY: writes head h of sequence bi of the output, no other task's slice (see above).
             unsafe {
-                let o = dst.at(bi * l * hd + h * d);
+                let (o, vh) = (dst.at(bi * l * hd + h * d), vd.as_ptr().add(bi * l * hd + h * d));
                 gemm((l, d, l), o, hd_s, false, s.as_ptr(), (l as isize, 1), vh, (hd_s, 1));
             }
         })
@@ -524,6 +533,331 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     out
 }
 
+/// Columns per vector of the score kernels: one AVX-512 register, two AVX2 ones.
+const LANES: usize = 16;
+
+/// `Kr` or `Qr` (`[1, heads, 2L-1, d]`) with its heads in the layout that the c2p and p2c products
+/// read: per head a `[d, R]` matrix (feature rows, distance columns), rows padded to whole vectors.
+/// The values and the view are unchanged (same shape, same entries), so the generic path reads
+/// it as before; only the memory order differs. Made where the relative projections are made, so
+/// that inference caches it with them; [`attention_forward`] transposes any other layout itself.
+pub fn rel_layout<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [one, heads, r, d] = t.dims();
+    let pad = Tensor::zeros([one, heads, d, r.next_multiple_of(LANES) - r], &t.device());
+    Tensor::cat(vec![t.swap_dims(2, 3), pad], 3).swap_dims(2, 3).slice([0..one, 0..heads, 0..r, 0..d])
+}
+
+/// A relative projection as [`rel_layout`] lays it out: borrowed when it already is, else
+/// transposed once per call (for all sequences).
+struct RelT<'a> {
+    data: std::borrow::Cow<'a, [f32]>,
+    head_stride: usize,
+    /// Row length: the distance count rounded up to whole vectors, or more.
+    row: usize,
+}
+
+impl<'a> RelT<'a> {
+    fn new(rel: Option<RelHeads<'a>>, heads: usize, d: usize, r: usize) -> Option<Self> {
+        let (data, hs, (ts, fs)) = rel?;
+        let rp = r.next_multiple_of(LANES);
+        let fits =
+            |hs: isize, fs: isize| (heads - 1) * hs as usize + (d - 1) * fs as usize + rp <= data.len();
+        if ts == 1 && hs >= 0 && fs >= rp as isize && fits(hs, fs) {
+            return Some(RelT { data: data.into(), head_stride: hs as usize, row: fs as usize });
+        }
+        let mut out = vec![0f32; heads * d * rp];
+        out.par_chunks_mut(d * rp).enumerate().for_each(|(h, head)| {
+            for t in 0..r {
+                for f in 0..d {
+                    head[f * rp + t] = data[(h as isize * hs + t as isize * ts + f as isize * fs) as usize];
+                }
+            }
+        });
+        Some(RelT { data: out.into(), head_stride: d * rp, row: rp })
+    }
+
+    fn head(&self, h: usize) -> &[f32] {
+        &self.data[h * self.head_stride..]
+    }
+}
+
+/// `out[i][c] = sum_f a[i][f] bt[f][c]` for `i < rows`: the products of the attention scores,
+/// with the second operand transposed (`bt`, feature rows) so that 16 columns are one vector.
+/// With `band`, only the columns of row i's window are computed, `L-1-i ..= 2L-2-i` (rounded out
+/// to whole vectors): the c2p and p2c products, of which each query (key) uses L of the 2L-1
+/// distances. Stores stop at column `out_rs`.
+struct Products<'a> {
+    a: &'a [f32],
+    a_rs: usize,
+    bt: &'a [f32],
+    bt_rs: usize,
+    depth: usize,
+    rows: usize,
+    out: &'a mut [f32],
+    out_rs: usize,
+    band: bool,
+}
+
+impl Products<'_> {
+    /// The columns row tile `i0..i0 + m` needs, in whole vectors.
+    fn columns(&self, i0: usize, m: usize) -> std::ops::Range<usize> {
+        let l = self.rows;
+        if self.band {
+            (l - i0 - m) / LANES * LANES..(2 * l - 1 - i0).next_multiple_of(LANES)
+        } else {
+            0..l.next_multiple_of(LANES)
+        }
+    }
+}
+
+fn products(p: Products) {
+    let last = if p.band { (2 * p.rows - 1).next_multiple_of(LANES) } else { p.rows.next_multiple_of(LANES) };
+    assert!(
+        p.rows > 0
+            && p.a.len() >= (p.rows - 1) * p.a_rs + p.depth
+            && p.bt_rs >= last
+            && p.bt.len() >= (p.depth.max(1) - 1) * p.bt_rs + last
+            && p.out.len() >= (p.rows - 1) * p.out_rs + p.out_rs.min(last),
+        "attention products: operands too short"
+    );
+    // SAFETY (all three calls): the operands hold what `product_rows` reads and writes (asserted
+    // above: every tile's columns lie below `last`), and each vector type runs only where the
+    // CPU has its features.
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Tiles: 4 rows x 4 vectors (16 accumulators of AVX-512's 32 registers); on AVX2 2 x 2
+        // vectors of two registers each (8 of 16). The tile changes no result: every entry is
+        // the same sum in the same order.
+        if x86::Zmm::available() {
+            return unsafe { x86::products_avx512(&p) };
+        }
+        if x86::Ymm2::available() {
+            return unsafe { x86::products_avx2(&p) };
+        }
+    }
+    unsafe { product_rows::<[f32; LANES], 2, 2>(&p) }
+}
+
+/// Sixteen f32 lanes, on whatever registers the CPU has. Every implementation computes each
+/// lane alike (one fused multiply-add), so all give the same results.
+trait Lanes16: Copy {
+    /// # Safety
+    /// The CPU must have the implementation's features (as for every method here).
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// `p` must address 16 readable f32.
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    /// `a * b + c`, rounded once.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn to_array(self) -> [f32; LANES];
+    /// # Safety
+    /// `p` must address 16 writable f32.
+    unsafe fn store(self, p: *mut f32);
+}
+
+impl Lanes16 for [f32; LANES] {
+    unsafe fn zero() -> Self {
+        [0.0; LANES]
+    }
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller passes 16 readable f32.
+        unsafe { p.cast::<[f32; LANES]>().read_unaligned() }
+    }
+    unsafe fn splat(x: f32) -> Self {
+        [x; LANES]
+    }
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        std::array::from_fn(|x| a[x].mul_add(b[x], c[x]))
+    }
+    unsafe fn to_array(self) -> [f32; LANES] {
+        self
+    }
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller passes 16 writable f32.
+        unsafe { p.cast::<[f32; LANES]>().write_unaligned(self) }
+    }
+}
+
+/// [`products`] in tiles of `M` rows (the last rows one at a time) by up to `NV` vectors.
+///
+/// # Safety
+/// The operands have the sizes [`products`] asserts, and the CPU has `V`'s features.
+#[inline(always)]
+unsafe fn product_rows<V: Lanes16, const M: usize, const NV: usize>(p: &Products) {
+    let mut i0 = 0;
+    while i0 < p.rows {
+        let m = if i0 + M <= p.rows { M } else { 1 };
+        let cols = p.columns(i0, m);
+        let mut c0 = cols.start;
+        while c0 < cols.end {
+            let nv = NV.min((cols.end - c0) / LANES);
+            // SAFETY: the caller's contract; rows i0..i0+m and columns c0..c0+16nv lie inside it.
+            unsafe {
+                match (m == M, nv) {
+                    (true, n) if n == NV => product_tile::<V, M, NV>(p, i0, c0),
+                    (true, 3) => product_tile::<V, M, 3>(p, i0, c0),
+                    (true, 2) => product_tile::<V, M, 2>(p, i0, c0),
+                    (true, _) => product_tile::<V, M, 1>(p, i0, c0),
+                    (false, n) if n == NV => product_tile::<V, 1, NV>(p, i0, c0),
+                    (false, 3) => product_tile::<V, 1, 3>(p, i0, c0),
+                    (false, 2) => product_tile::<V, 1, 2>(p, i0, c0),
+                    (false, _) => product_tile::<V, 1, 1>(p, i0, c0),
+                }
+            }
+            c0 += nv * LANES;
+        }
+        i0 += m;
+    }
+}
+
+/// Rows `i0..i0+M` x columns `c0..c0+16*NV` of [`products`].
+///
+/// # Safety
+/// As for [`product_rows`], with the tile inside the operands.
+#[inline(always)]
+unsafe fn product_tile<V: Lanes16, const M: usize, const NV: usize>(p: &Products, i0: usize, c0: usize) {
+    let (a, bt) = (p.a.as_ptr(), p.bt.as_ptr());
+    // SAFETY: reads a's rows i0..i0+M (depth features each) and bt's rows f < depth at columns
+    // c0..c0+16NV; writes out's rows i0..i0+M below column out_rs (the caller's contract).
+    unsafe {
+        let mut acc = [[V::zero(); NV]; M];
+        for f in 0..p.depth {
+            let row = bt.add(f * p.bt_rs + c0);
+            let b: [V; NV] = std::array::from_fn(|v| V::load(row.add(v * LANES)));
+            for (ii, acc) in acc.iter_mut().enumerate() {
+                let x = V::splat(*a.add((i0 + ii) * p.a_rs + f));
+                for (acc, b) in acc.iter_mut().zip(&b) {
+                    *acc = V::fma(x, *b, *acc);
+                }
+            }
+        }
+        let out = p.out.as_ptr().cast_mut();
+        for (ii, acc) in acc.iter().enumerate() {
+            for (v, acc) in acc.iter().enumerate() {
+                let col = c0 + v * LANES;
+                let dst = out.add((i0 + ii) * p.out_rs + col);
+                if col + LANES <= p.out_rs {
+                    acc.store(dst);
+                } else if col < p.out_rs {
+                    let lanes = acc.to_array();
+                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, p.out_rs - col);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{product_rows, Lanes16, Products, LANES};
+    use std::arch::x86_64::*;
+
+    /// One AVX-512 register.
+    #[derive(Clone, Copy)]
+    pub(super) struct Zmm(__m512);
+
+    impl Zmm {
+        pub(super) fn available() -> bool {
+            Ymm2::available() && is_x86_feature_detected!("avx512f")
+        }
+    }
+
+    // SAFETY (every method): only called from `products_avx512`, compiled for AVX-512F, which
+    // runs only where `Zmm::available`; `load` reads the 16 f32 its caller guarantees.
+    impl Lanes16 for Zmm {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Zmm(_mm512_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Zmm(_mm512_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Zmm(_mm512_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Zmm(_mm512_fmadd_ps(a.0, b.0, c.0)) }
+        }
+        #[inline(always)]
+        unsafe fn to_array(self) -> [f32; LANES] {
+            let mut out = [0f32; LANES];
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), self.0) };
+            out
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+    }
+
+    /// Two AVX2 registers.
+    #[derive(Clone, Copy)]
+    pub(super) struct Ymm2(__m256, __m256);
+
+    impl Ymm2 {
+        pub(super) fn available() -> bool {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        }
+    }
+
+    // SAFETY (every method): only called from `products_avx2`, compiled for AVX2 and FMA, which
+    // runs only where `Ymm2::available`; `load` reads the 16 f32 its caller guarantees.
+    impl Lanes16 for Ymm2 {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Ymm2(_mm256_setzero_ps(), _mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Ymm2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Ymm2(_mm256_set1_ps(x), _mm256_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Ymm2(_mm256_fmadd_ps(a.0, b.0, c.0), _mm256_fmadd_ps(a.1, b.1, c.1)) }
+        }
+        #[inline(always)]
+        unsafe fn to_array(self) -> [f32; LANES] {
+            let mut out = [0f32; LANES];
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), self.0);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), self.1);
+            }
+            out
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe {
+                _mm256_storeu_ps(p, self.0);
+                _mm256_storeu_ps(p.add(8), self.1);
+            }
+        }
+    }
+
+    /// # Safety
+    /// As for [`product_rows`], on a CPU where [`Zmm::available`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn products_avx512(p: &Products) {
+        // SAFETY: the caller's contract.
+        unsafe { product_rows::<Zmm, 4, 4>(p) }
+    }
+
+    /// # Safety
+    /// As for [`product_rows`], on a CPU where [`Ymm2::available`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn products_avx2(p: &Products) {
+        // SAFETY: the caller's contract.
+        unsafe { product_rows::<Ymm2, 2, 2>(p) }
+    }
+}
+
 /// Head `h` of a relative projection (see [`RelHeads`]).
 pub(crate) fn rel_head(data: &[f32], head_stride: isize, h: usize) -> *const f32 {
     // SAFETY: head h of a [1, heads, 2L-1, d] view starts inside its storage (h < heads).
@@ -548,7 +882,11 @@ fn exp(x: f32) -> f32 {
         p = p.mul_add(r, a);
     }
     let e_r = (p * r).mul_add(r, r) + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n through the bits of a float (n + 127 is in 1..=254 after the clamp): adding 1.5 * 2^23
+    // puts the integer n + 127 in the low mantissa bits, where a float-to-int conversion (which
+    // Rust saturates, and which then stays scalar) is not needed.
+    let biased = (n + (12_582_912.0 + 127.0)).to_bits() - 0x4B40_0000;
+    e_r * f32::from_bits(biased << 23)
 }
 
 avx2_fma_dispatch! {
@@ -565,7 +903,9 @@ avx2_fma_dispatch! {
                 }
             }
         }
-        let max = fold_lanes(row, f32::NEG_INFINITY, f32::max);
+        // A plain compare (not `f32::max`, whose NaN rule keeps the loop scalar); a NaN still
+        // makes the whole row NaN through the sum.
+        let max = fold_lanes(row, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
         row.iter_mut().for_each(|x| *x = exp(*x - max));
         let sum = fold_lanes(row, 0.0, |a, b| a + b);
         row.iter_mut().for_each(|x| *x /= sum);
@@ -587,6 +927,59 @@ fn fold_lanes(xs: &[f32], init: f32, op: impl Fn(f32, f32) -> f32 + Copy) -> f32
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The attention kernel reads Kr and Qr in place when they come in [`rel_layout`] and
+    /// transposes them itself otherwise: the same values either way, so the same bits. (That both
+    /// match the generic path is tests/fast.rs's check.)
+    #[test]
+    fn relative_layouts_give_identical_attention() {
+        let (b, l, heads, d) = (2, 37, 3, 8);
+        let r = 2 * l - 1;
+        let mut seed = 7u32;
+        let mut values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+                })
+                .collect()
+        };
+        let flex = |v: Vec<f32>, shape: Vec<usize>| FlexTensor::from_data(TensorData::new(v, shape));
+        let (q, k, v) = (values(b * l * heads * d), values(b * l * heads * d), values(b * l * heads * d));
+        let (kr, qr) = (values(r * heads * d), values(r * heads * d));
+        let run = |laid_out: bool| {
+            let rel = |data: &Vec<f32>| {
+                let t = flex(data.clone(), vec![1, heads, r, d]);
+                if laid_out {
+                    to_flex(rel_layout(from_flex::<Flex, 4>(t)))
+                } else {
+                    t
+                }
+            };
+            let inputs = AttentionInputs {
+                q: flex(q.clone(), vec![b, l, heads * d]),
+                k: flex(k.clone(), vec![b, l, heads * d]),
+                v: flex(v.clone(), vec![b, l, heads * d]),
+                kr: Some(rel(&kr)),
+                qr: Some(rel(&qr)),
+                tokens: flex(vec![1.0; b * l], vec![b, l, 1]),
+                padded: false,
+                dropout: None,
+                heads,
+                d,
+                scale: 0.3,
+            };
+            let (krv, qrv) =
+                (AttentionInputs::rel(&inputs.kr).unwrap(), AttentionInputs::rel(&inputs.qr).unwrap());
+            // The laid-out operands must be the ones read in place (distance stride 1).
+            assert_eq!((krv.2 .0 == 1, qrv.2 .0 == 1), (laid_out, laid_out));
+            attention_forward(&inputs, None).into_data().to_vec::<f32>().unwrap()
+        };
+        let (plain, laid_out) = (run(false), run(true));
+        assert!(plain.iter().any(|x| *x != 0.0));
+        assert_eq!(plain, laid_out);
+    }
     #[test]
     fn erf_matches_libm() {
         let worst = (-6000..=6000)
