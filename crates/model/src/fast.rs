@@ -226,11 +226,13 @@ fn erf(x: f32) -> f32 {
     x * p / q
 }
 
-/// Defines a function whose body is compiled twice: for AVX2+FMA, taken where the CPU has them
-/// (detected at run time), and for the crate's baseline x86-64 otherwise. The same code either
-/// way, so the same results; the wider build lets its loops run 8 or 16 lanes wide.
+/// Defines a function whose body is compiled three times: for AVX-512 (F, BW, VL) and for
+/// AVX2+FMA, each taken where the CPU has them (detected at run time), and for the crate's
+/// baseline x86-64 otherwise. The same code every way, so the same results (no loop here
+/// reassociates: lane counts are fixed in the source); the wider builds let its loops run 8 or
+/// 16 lanes wide.
 #[macro_export]
-macro_rules! avx2_fma_dispatch {
+macro_rules! simd_dispatch {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
@@ -238,6 +240,12 @@ macro_rules! avx2_fma_dispatch {
             fn all($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
+                // SAFETY: unsafe only because it is compiled for AVX-512; called below only when
+                // the CPU has it.
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    all($($arg),*)
+                }
                 // SAFETY: unsafe only because it is compiled for AVX2+FMA; called below only when
                 // the CPU has them.
                 #[target_feature(enable = "avx2,fma")]
@@ -245,7 +253,14 @@ macro_rules! avx2_fma_dispatch {
                     all($($arg),*)
                 }
                 if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA, checked on the line above.
+                    if is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512vl")
+                    {
+                        // SAFETY: the CPU has AVX-512 F, BW and VL (checked above).
+                        return unsafe { avx512($($arg),*) };
+                    }
+                    // SAFETY: the CPU has AVX2 and FMA, checked above.
                     return unsafe { avx2($($arg),*) };
                 }
             }
@@ -253,9 +268,9 @@ macro_rules! avx2_fma_dispatch {
         }
     };
 }
-pub use avx2_fma_dispatch;
+pub use simd_dispatch;
 
-avx2_fma_dispatch! {
+simd_dispatch! {
     /// HF's exact GELU, `x/2 (1 + erf(x/sqrt 2))`, on a slice, 8 lanes wide where the CPU has
     /// AVX2+FMA.
     pub(crate) fn gelu_in_place(xs: &mut [f32]) {
@@ -889,7 +904,7 @@ fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(biased << 23)
 }
 
-avx2_fma_dispatch! {
+simd_dispatch! {
     /// One attention row in place: `softmax(mask_fill(row / scale))`, where `mask` is the query's
     /// token flag and the keys' flags (a position is blocked unless both are 1). The max and the
     /// sum run in 16 lanes and `exp` is [`exp`], so that the whole row vectorises (libm's `expf`

@@ -86,7 +86,7 @@ pub fn quantize_channel(w: &[f32]) -> (f32, Vec<i8>) {
     (scale, w.iter().map(|x| (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8).collect())
 }
 
-fast::avx2_fma_dispatch! {
+fast::simd_dispatch! {
     /// [`quantize_channel`] of every column of `w` (`[d_in, d_out]` row-major): the values
     /// (row-major), scales and column sums. Compiled for AVX2 where the CPU has it (the same code:
     /// the same values; without SSE4.1 every rounding is a libm call).
@@ -260,7 +260,7 @@ impl QuantRows {
     }
 }
 
-fast::avx2_fma_dispatch! {
+fast::simd_dispatch! {
     /// [`quantize_row`] compiled for AVX2 where the CPU has it (the same code: same results).
     fn quantize_row_simd(x: &[f32], out: &mut [u8]) -> (f32, i32) {
         quantize_row(x, out)
@@ -585,7 +585,7 @@ pub fn dense_rows(isa: Isa, layers: &[&PackedLinear], x: &[f32], epilogue: Epilo
 }
 
 /// Rows `rows` x the columns of panel `p` of `layer`, into `out` (`[rows, d_out]`); the epilogue
-/// compiled for AVX2 where the kernel is at least that (the same code: the same results).
+/// compiled for AVX-512 or AVX2 where the kernel is (the same code: the same results).
 fn panel_task(
     isa: Isa,
     a: &QuantRows,
@@ -610,6 +610,23 @@ fn panel_task(
             epilogue: Epilogue,
         ) {
             panel_rows(isa, a, layer, p, rows, out, epilogue)
+        }
+        // SAFETY: as above, for AVX-512 F and BW (which `Isa::Avx512Vnni` includes).
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+        unsafe fn avx512(
+            isa: Isa,
+            a: &QuantRows,
+            layer: &PackedLinear,
+            p: usize,
+            rows: std::ops::Range<usize>,
+            out: Out,
+            epilogue: Epilogue,
+        ) {
+            panel_rows(isa, a, layer, p, rows, out, epilogue)
+        }
+        if isa == Isa::Avx512Vnni && isa.available() {
+            // SAFETY: the CPU has AVX-512 F and BW, AVX2 and FMA (checked on the line above).
+            return unsafe { avx512(isa, a, layer, p, rows, out, epilogue) };
         }
         if isa >= Isa::Avx2 && isa.available() {
             // SAFETY: the CPU has AVX2 and FMA (checked on the line above).

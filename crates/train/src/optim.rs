@@ -362,7 +362,7 @@ fn update(x: f32, g: f32, m: &mut f32, v: &mut f32, k: &Constants) -> f32 {
     x - step * k.lr
 }
 
-deberta_model::fast::avx2_fma_dispatch! {
+deberta_model::fast::simd_dispatch! {
     /// [`update`] over one chunk: into `x` from `old` (or in place without it). Element-wise
     /// with IEEE division and square root, so every lane width gives the same bits.
     fn update_chunk(x: &mut [f32], old: Option<&[f32]>, g: &[f32], m: &mut [f32], v: &mut [f32], k: &Constants) {
