@@ -10,9 +10,9 @@
 //! - [`dense`] (inference): `act(x W + b)` as column blocks of one GEMM on all cores, the bias
 //!   preloaded into the output and the activation applied to each block while it is in cache.
 //! - [`attention`] (inference and training): the whole disentangled attention of one (sequence,
-//!   head) per task: `Q.K^T`, the c2p and p2c windows read in place (no skew copies, no
-//!   transposing matmul), scale, mask, softmax, dropout and `P.V` written straight into the
-//!   merged-heads layout. Under `Autodiff<Flex>` it keeps the softmax and registers its own
+//!   head) per task: `Q.K^T` and the c2p and p2c products over only the distance windows each
+//!   row uses ([`Products`]; no skew copies), scale, mask, softmax, dropout and `P.V` written
+//!   straight into the merged-heads layout. Under `Autodiff<Flex>` it keeps the softmax and registers its own
 //!   backward as one graph node (`fast_grad.rs`).
 //! - [`layer_norm`] (training): burn's own LayerNorm is already fused on `Flex`, but decomposed
 //!   into nine tracked ops under autodiff; this is one node with its own backward.
