@@ -12,8 +12,8 @@
 //! - [`attention`] (inference and training): the whole disentangled attention of one (sequence,
 //!   head) per task: `Q.K^T` and the c2p and p2c products over only the distance windows each
 //!   row uses ([`Products`]; no skew copies), scale, mask, softmax, dropout and `P.V` written
-//!   straight into the merged-heads layout. Under `Autodiff<Flex>` it keeps the softmax and registers its own
-//!   backward as one graph node (`fast_grad.rs`).
+//!   straight into the merged-heads layout. Under `Autodiff<Flex>` it keeps the softmax and
+//!   registers its own backward as one graph node (`fast_grad.rs`).
 //! - [`layer_norm`] (training): burn's own LayerNorm is already fused on `Flex`, but decomposed
 //!   into nine tracked ops under autodiff; this is one node with its own backward.
 //!
@@ -467,14 +467,12 @@ pub(crate) fn attention_forward(inputs: &AttentionInputs, probs: Option<Out>) ->
             let head = bi * l * hd + h * d..bi * l * hd + (l - 1) * hd + h * d + d;
             let (qh, kh) = (&qd[head.clone()], &kd[head]);
             // kt[f][j] = K[j][f], the padding keys 0 (the scratch holds an earlier task's values).
-            for (j, row) in kh.chunks(hd).enumerate() {
-                row[..d].iter().enumerate().for_each(|(f, &x)| kt[f * lp + j] = x);
-            }
+            transpose(kh, (hd as isize, 1), (l, d), kt, lp);
             (0..d).for_each(|f| kt[f * lp + l..(f + 1) * lp].fill(0.0));
             // S = Q K^T; C = Q Kr^T (row i, column t: distance L-1-t); P = K Qr^T (row j,
             // column t: distance t-(L-1)), the last two only where the rows' windows fall.
             let rows = |m: &[f32], bt: &[f32], bt_rs: usize, out: &mut [f32], out_rs: usize, band: bool| {
-                products(Products { a: m, a_rs: hd, bt, bt_rs, depth: d, rows: l, out, out_rs, band })
+                products(Products { a: m, a_rs: hd, bt, bt_rs, depth: d, rows: l, out_rs, band }, out)
             };
             rows(qh, kt, lp, s, l, false);
             if let Some(krt) = &krt {
@@ -562,6 +560,22 @@ pub fn rel_layout<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
     Tensor::cat(vec![t.swap_dims(2, 3), pad], 3).swap_dims(2, 3).slice([0..one, 0..heads, 0..r, 0..d])
 }
 
+/// `dst[c * dst_rs + r] = src[r * rs + c * cs]` for `r < rows`, `c < cols`: a strided matrix
+/// (non-negative strides) transposed into rows of `dst_rs`.
+fn transpose(
+    src: &[f32],
+    (rs, cs): (isize, isize),
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+) {
+    for r in 0..rows {
+        for c in 0..cols {
+            dst[c * dst_rs + r] = src[(r as isize * rs + c as isize * cs) as usize];
+        }
+    }
+}
+
 /// A relative projection as [`rel_layout`] lays it out: borrowed when it already is, else
 /// transposed once per call (for all sequences).
 struct RelT<'a> {
@@ -575,18 +589,16 @@ impl<'a> RelT<'a> {
     fn new(rel: Option<RelHeads<'a>>, heads: usize, d: usize, r: usize) -> Option<Self> {
         let (data, hs, (ts, fs)) = rel?;
         let rp = r.next_multiple_of(LANES);
-        let fits =
-            |hs: isize, fs: isize| (heads - 1) * hs as usize + (d - 1) * fs as usize + rp <= data.len();
-        if ts == 1 && hs >= 0 && fs >= rp as isize && fits(hs, fs) {
+        if ts == 1
+            && hs >= 0
+            && fs >= rp as isize
+            && (heads - 1) * hs as usize + (d - 1) * fs as usize + rp <= data.len()
+        {
             return Some(RelT { data: data.into(), head_stride: hs as usize, row: fs as usize });
         }
         let mut out = vec![0f32; heads * d * rp];
         out.par_chunks_mut(d * rp).enumerate().for_each(|(h, head)| {
-            for t in 0..r {
-                for f in 0..d {
-                    head[f * rp + t] = data[(h as isize * hs + t as isize * ts + f as isize * fs) as usize];
-                }
-            }
+            transpose(&data[(h as isize * hs) as usize..], (ts, fs), (r, d), head, rp);
         });
         Some(RelT { data: out.into(), head_stride: d * rp, row: rp })
     }
@@ -608,7 +620,6 @@ struct Products<'a> {
     bt_rs: usize,
     depth: usize,
     rows: usize,
-    out: &'a mut [f32],
     out_rs: usize,
     band: bool,
 }
@@ -625,69 +636,70 @@ impl Products<'_> {
     }
 }
 
-fn products(p: Products) {
+/// [`Products`] into `out` (rows of `out_rs`).
+fn products(p: Products, out: &mut [f32]) {
     let last = if p.band { (2 * p.rows - 1).next_multiple_of(LANES) } else { p.rows.next_multiple_of(LANES) };
     assert!(
         p.rows > 0
             && p.a.len() >= (p.rows - 1) * p.a_rs + p.depth
             && p.bt_rs >= last
             && p.bt.len() >= (p.depth.max(1) - 1) * p.bt_rs + last
-            && p.out.len() >= (p.rows - 1) * p.out_rs + p.out_rs.min(last),
+            && out.len() >= (p.rows - 1) * p.out_rs + p.out_rs.min(last),
         "attention products: operands too short"
     );
-    // SAFETY (all three calls): the operands hold what `product_rows` reads and writes (asserted
-    // above: every tile's columns lie below `last`), and each vector type runs only where the
-    // CPU has its features.
+    let out = out.as_mut_ptr();
     #[cfg(target_arch = "x86_64")]
     {
         // Tiles: 4 rows x 4 vectors (16 accumulators of AVX-512's 32 registers); on AVX2 2 x 2
         // vectors of two registers each (8 of 16). The tile changes no result: every entry is
         // the same sum in the same order.
         if x86::Zmm::available() {
-            return unsafe { x86::products_avx512(&p) };
+            // SAFETY: the operands hold what `product_rows` reads and writes (asserted above:
+            // every tile's columns lie below `last`), and the CPU has AVX-512F (checked).
+            return unsafe { x86::products_avx512(&p, out) };
         }
         if x86::Ymm2::available() {
-            return unsafe { x86::products_avx2(&p) };
+            // SAFETY: as above, and the CPU has AVX2 and FMA (checked).
+            return unsafe { x86::products_avx2(&p, out) };
         }
     }
-    unsafe { product_rows::<[f32; LANES], 2, 2>(&p) }
+    // SAFETY: as above; plain arrays need no CPU feature.
+    unsafe { product_rows::<[f32; LANES], 2, 2>(&p, out) }
 }
 
 /// Sixteen f32 lanes, on whatever registers the CPU has. Every implementation computes each
 /// lane alike (one fused multiply-add), so all give the same results.
+///
+/// # Safety
+/// Every method may use the implementation's CPU features: callers run them only where the CPU
+/// has them.
 trait Lanes16: Copy {
-    /// # Safety
-    /// The CPU must have the implementation's features (as for every method here).
-    unsafe fn zero() -> Self;
     /// # Safety
     /// `p` must address 16 readable f32.
     unsafe fn load(p: *const f32) -> Self;
     unsafe fn splat(x: f32) -> Self;
     /// `a * b + c`, rounded once.
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
-    unsafe fn to_array(self) -> [f32; LANES];
     /// # Safety
     /// `p` must address 16 writable f32.
     unsafe fn store(self, p: *mut f32);
 }
 
 impl Lanes16 for [f32; LANES] {
-    unsafe fn zero() -> Self {
-        [0.0; LANES]
-    }
+    // SAFETY: unsafe only for the trait: reads the 16 f32 the caller guarantees.
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller passes 16 readable f32.
         unsafe { p.cast::<[f32; LANES]>().read_unaligned() }
     }
+    // SAFETY: unsafe only for the trait; plain code.
     unsafe fn splat(x: f32) -> Self {
         [x; LANES]
     }
+    // SAFETY: unsafe only for the trait; plain code.
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
         std::array::from_fn(|x| a[x].mul_add(b[x], c[x]))
     }
-    unsafe fn to_array(self) -> [f32; LANES] {
-        self
-    }
+    // SAFETY: unsafe only for the trait: writes the 16 f32 the caller guarantees.
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: the caller passes 16 writable f32.
         unsafe { p.cast::<[f32; LANES]>().write_unaligned(self) }
@@ -697,32 +709,45 @@ impl Lanes16 for [f32; LANES] {
 /// [`products`] in tiles of `M` rows (the last rows one at a time) by up to `NV` vectors.
 ///
 /// # Safety
-/// The operands have the sizes [`products`] asserts, and the CPU has `V`'s features.
+/// The operands (and `out`, rows of `out_rs`) have the sizes [`products`] asserts, and the CPU
+/// has `V`'s features.
 #[inline(always)]
-unsafe fn product_rows<V: Lanes16, const M: usize, const NV: usize>(p: &Products) {
+unsafe fn product_rows<V: Lanes16, const M: usize, const NV: usize>(p: &Products, out: *mut f32) {
     let mut i0 = 0;
     while i0 < p.rows {
         let m = if i0 + M <= p.rows { M } else { 1 };
-        let cols = p.columns(i0, m);
-        let mut c0 = cols.start;
-        while c0 < cols.end {
-            let nv = NV.min((cols.end - c0) / LANES);
-            // SAFETY: the caller's contract; rows i0..i0+m and columns c0..c0+16nv lie inside it.
-            unsafe {
-                match (m == M, nv) {
-                    (true, n) if n == NV => product_tile::<V, M, NV>(p, i0, c0),
-                    (true, 3) => product_tile::<V, M, 3>(p, i0, c0),
-                    (true, 2) => product_tile::<V, M, 2>(p, i0, c0),
-                    (true, _) => product_tile::<V, M, 1>(p, i0, c0),
-                    (false, n) if n == NV => product_tile::<V, 1, NV>(p, i0, c0),
-                    (false, 3) => product_tile::<V, 1, 3>(p, i0, c0),
-                    (false, 2) => product_tile::<V, 1, 2>(p, i0, c0),
-                    (false, _) => product_tile::<V, 1, 1>(p, i0, c0),
-                }
+        // SAFETY: the caller's contract, for rows i0..i0+m (inside it).
+        unsafe {
+            if m == M {
+                product_tiles::<V, M, NV>(p, out, i0);
+            } else {
+                product_tiles::<V, 1, NV>(p, out, i0);
             }
-            c0 += nv * LANES;
         }
         i0 += m;
+    }
+}
+
+/// Rows `i0..i0+M` of [`products`] across the columns they need, up to `NV` vectors per tile.
+///
+/// # Safety
+/// As for [`product_rows`], with `i0 + M <= rows`.
+#[inline(always)]
+unsafe fn product_tiles<V: Lanes16, const M: usize, const NV: usize>(p: &Products, out: *mut f32, i0: usize) {
+    let cols = p.columns(i0, M);
+    let mut c0 = cols.start;
+    while c0 < cols.end {
+        let nv = NV.min((cols.end - c0) / LANES);
+        // SAFETY: the caller's contract; columns c0..c0+16nv lie inside `cols`.
+        unsafe {
+            match nv {
+                n if n == NV => product_tile::<V, M, NV>(p, out, i0, c0),
+                3 => product_tile::<V, M, 3>(p, out, i0, c0),
+                2 => product_tile::<V, M, 2>(p, out, i0, c0),
+                _ => product_tile::<V, M, 1>(p, out, i0, c0),
+            }
+        }
+        c0 += nv * LANES;
     }
 }
 
@@ -731,12 +756,17 @@ unsafe fn product_rows<V: Lanes16, const M: usize, const NV: usize>(p: &Products
 /// # Safety
 /// As for [`product_rows`], with the tile inside the operands.
 #[inline(always)]
-unsafe fn product_tile<V: Lanes16, const M: usize, const NV: usize>(p: &Products, i0: usize, c0: usize) {
+unsafe fn product_tile<V: Lanes16, const M: usize, const NV: usize>(
+    p: &Products,
+    out: *mut f32,
+    i0: usize,
+    c0: usize,
+) {
     let (a, bt) = (p.a.as_ptr(), p.bt.as_ptr());
     // SAFETY: reads a's rows i0..i0+M (depth features each) and bt's rows f < depth at columns
     // c0..c0+16NV; writes out's rows i0..i0+M below column out_rs (the caller's contract).
     unsafe {
-        let mut acc = [[V::zero(); NV]; M];
+        let mut acc = [[V::splat(0.0); NV]; M];
         for f in 0..p.depth {
             let row = bt.add(f * p.bt_rs + c0);
             let b: [V; NV] = std::array::from_fn(|v| V::load(row.add(v * LANES)));
@@ -747,7 +777,6 @@ unsafe fn product_tile<V: Lanes16, const M: usize, const NV: usize>(p: &Products
                 }
             }
         }
-        let out = p.out.as_ptr().cast_mut();
         for (ii, acc) in acc.iter().enumerate() {
             for (v, acc) in acc.iter().enumerate() {
                 let col = c0 + v * LANES;
@@ -755,7 +784,8 @@ unsafe fn product_tile<V: Lanes16, const M: usize, const NV: usize>(p: &Products
                 if col + LANES <= p.out_rs {
                     acc.store(dst);
                 } else if col < p.out_rs {
-                    let lanes = acc.to_array();
+                    let mut lanes = [0f32; LANES];
+                    acc.store(lanes.as_mut_ptr());
                     std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, p.out_rs - col);
                 }
             }
@@ -765,7 +795,7 @@ unsafe fn product_tile<V: Lanes16, const M: usize, const NV: usize>(p: &Products
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{product_rows, Lanes16, Products, LANES};
+    use super::{product_rows, Lanes16, Products};
     use std::arch::x86_64::*;
 
     /// One AVX-512 register.
@@ -778,33 +808,31 @@ mod x86 {
         }
     }
 
-    // SAFETY (every method): only called from `products_avx512`, compiled for AVX-512F, which
-    // runs only where `Zmm::available`; `load` reads the 16 f32 its caller guarantees.
+    // Every method below is inlined into `products_avx512`, compiled for AVX-512F, which runs
+    // only where `Zmm::available` (the trait's contract).
     impl Lanes16 for Zmm {
         #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { Zmm(_mm512_setzero_ps()) }
-        }
-        #[inline(always)]
+        // SAFETY: the trait's contract: 16 readable f32 at `p`, and AVX-512F.
         unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: as stated on the method.
             unsafe { Zmm(_mm512_loadu_ps(p)) }
         }
         #[inline(always)]
+        // SAFETY: the trait's contract: AVX-512F.
         unsafe fn splat(x: f32) -> Self {
+            // SAFETY: as stated on the method.
             unsafe { Zmm(_mm512_set1_ps(x)) }
         }
         #[inline(always)]
+        // SAFETY: the trait's contract: AVX-512F.
         unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            // SAFETY: as stated on the method.
             unsafe { Zmm(_mm512_fmadd_ps(a.0, b.0, c.0)) }
         }
         #[inline(always)]
-        unsafe fn to_array(self) -> [f32; LANES] {
-            let mut out = [0f32; LANES];
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), self.0) };
-            out
-        }
-        #[inline(always)]
+        // SAFETY: the trait's contract: 16 writable f32 at `p`, and AVX-512F.
         unsafe fn store(self, p: *mut f32) {
+            // SAFETY: as stated on the method.
             unsafe { _mm512_storeu_ps(p, self.0) }
         }
     }
@@ -819,36 +847,31 @@ mod x86 {
         }
     }
 
-    // SAFETY (every method): only called from `products_avx2`, compiled for AVX2 and FMA, which
-    // runs only where `Ymm2::available`; `load` reads the 16 f32 its caller guarantees.
+    // Every method below is inlined into `products_avx2`, compiled for AVX2 and FMA, which runs
+    // only where `Ymm2::available` (the trait's contract).
     impl Lanes16 for Ymm2 {
         #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { Ymm2(_mm256_setzero_ps(), _mm256_setzero_ps()) }
-        }
-        #[inline(always)]
+        // SAFETY: the trait's contract: 16 readable f32 at `p`, and AVX2.
         unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: as stated on the method.
             unsafe { Ymm2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
         }
         #[inline(always)]
+        // SAFETY: the trait's contract: AVX2.
         unsafe fn splat(x: f32) -> Self {
+            // SAFETY: as stated on the method.
             unsafe { Ymm2(_mm256_set1_ps(x), _mm256_set1_ps(x)) }
         }
         #[inline(always)]
+        // SAFETY: the trait's contract: AVX2 and FMA.
         unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            // SAFETY: as stated on the method.
             unsafe { Ymm2(_mm256_fmadd_ps(a.0, b.0, c.0), _mm256_fmadd_ps(a.1, b.1, c.1)) }
         }
         #[inline(always)]
-        unsafe fn to_array(self) -> [f32; LANES] {
-            let mut out = [0f32; LANES];
-            unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr(), self.0);
-                _mm256_storeu_ps(out.as_mut_ptr().add(8), self.1);
-            }
-            out
-        }
-        #[inline(always)]
+        // SAFETY: the trait's contract: 16 writable f32 at `p`, and AVX2.
         unsafe fn store(self, p: *mut f32) {
+            // SAFETY: as stated on the method.
             unsafe {
                 _mm256_storeu_ps(p, self.0);
                 _mm256_storeu_ps(p.add(8), self.1);
@@ -859,17 +882,17 @@ mod x86 {
     /// # Safety
     /// As for [`product_rows`], on a CPU where [`Zmm::available`].
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn products_avx512(p: &Products) {
+    pub(super) unsafe fn products_avx512(p: &Products, out: *mut f32) {
         // SAFETY: the caller's contract.
-        unsafe { product_rows::<Zmm, 4, 4>(p) }
+        unsafe { product_rows::<Zmm, 4, 4>(p, out) }
     }
 
     /// # Safety
     /// As for [`product_rows`], on a CPU where [`Ymm2::available`].
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn products_avx2(p: &Products) {
+    pub(super) unsafe fn products_avx2(p: &Products, out: *mut f32) {
         // SAFETY: the caller's contract.
-        unsafe { product_rows::<Ymm2, 2, 2>(p) }
+        unsafe { product_rows::<Ymm2, 2, 2>(p, out) }
     }
 }
 

@@ -597,40 +597,35 @@ fn panel_task(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: unsafe only because it is compiled for AVX2+FMA; called below only when the
-        // kernel's instruction set (which the CPU has, `kernel` asserts) includes them.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            isa: Isa,
-            a: &QuantRows,
-            layer: &PackedLinear,
-            p: usize,
-            rows: std::ops::Range<usize>,
-            out: Out,
-            epilogue: Epilogue,
-        ) {
-            panel_rows(isa, a, layer, p, rows, out, epilogue)
-        }
-        // SAFETY: as above, for AVX-512 F and BW (which `Isa::Avx512Vnni` includes).
-        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-        unsafe fn avx512(
-            isa: Isa,
-            a: &QuantRows,
-            layer: &PackedLinear,
-            p: usize,
-            rows: std::ops::Range<usize>,
-            out: Out,
-            epilogue: Epilogue,
-        ) {
-            panel_rows(isa, a, layer, p, rows, out, epilogue)
+        // `panel_rows` compiled for `$features`.
+        macro_rules! compiled_for {
+            ($features:literal) => {{
+                // SAFETY: unsafe only because it is compiled for `$features`; the callers below
+                // check that the CPU has them.
+                #[target_feature(enable = $features)]
+                unsafe fn run(
+                    isa: Isa,
+                    a: &QuantRows,
+                    layer: &PackedLinear,
+                    p: usize,
+                    rows: std::ops::Range<usize>,
+                    out: Out,
+                    epilogue: Epilogue,
+                ) {
+                    panel_rows(isa, a, layer, p, rows, out, epilogue)
+                }
+                run
+            }};
         }
         if isa == Isa::Avx512Vnni && isa.available() {
             // SAFETY: the CPU has AVX-512 F and BW, AVX2 and FMA (checked on the line above).
-            return unsafe { avx512(isa, a, layer, p, rows, out, epilogue) };
+            let run = compiled_for!("avx512f,avx512bw,avx2,fma");
+            return unsafe { run(isa, a, layer, p, rows, out, epilogue) };
         }
         if isa >= Isa::Avx2 && isa.available() {
             // SAFETY: the CPU has AVX2 and FMA (checked on the line above).
-            return unsafe { avx2(isa, a, layer, p, rows, out, epilogue) };
+            let run = compiled_for!("avx2,fma");
+            return unsafe { run(isa, a, layer, p, rows, out, epilogue) };
         }
     }
     panel_rows(isa, a, layer, p, rows, out, epilogue)
