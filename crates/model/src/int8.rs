@@ -27,10 +27,14 @@ use std::sync::Arc;
 pub const NR: usize = 64;
 /// Rows per micro-tile (the AVX512 kernel keeps `MR x 4` accumulators in its 32 registers).
 pub const MR: usize = 6;
+/// Rows per AMX block: two tiles of 16 rows.
+pub const AMX_ROWS: usize = 32;
 /// The deepest `d_in` whose i32 accumulation cannot overflow: `K 255 127 < 2^31`.
 pub const MAX_DEPTH: usize = (i32::MAX as usize) / (255 * 127);
-/// Rows per parallel task: a chunk of u8 activations stays in L2 while every panel passes over it.
-const ROW_CHUNK: usize = 16 * MR;
+/// Rows per parallel task: a chunk of u8 activations stays in L2 while every panel passes over it
+/// (whole micro-tiles of both kernel shapes).
+const ROW_CHUNK: usize = 96;
+const _: () = assert!(ROW_CHUNK.is_multiple_of(MR) && ROW_CHUNK.is_multiple_of(AMX_ROWS));
 
 #[derive(Debug, thiserror::Error)]
 pub enum Int8Error {
@@ -278,10 +282,20 @@ pub enum Isa {
     Avx2,
     AvxVnni,
     Avx512Vnni,
+    /// Intel AMX tiles (`tdpbusd`, 16 rows x 16 columns x 64 inputs a step), with the AVX-512 epilogue.
+    Amx,
 }
 
 impl Isa {
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Amx];
+
+    /// The most rows one [`kernel`] call computes.
+    pub fn block_rows(self) -> usize {
+        match self {
+            Isa::Amx => AMX_ROWS,
+            _ => MR,
+        }
+    }
 
     /// Whether this CPU can run the kernel.
     pub fn available(self) -> bool {
@@ -297,6 +311,7 @@ impl Isa {
                         && is_x86_feature_detected!("avx512bw")
                         && is_x86_feature_detected!("avx512vnni")
                 }
+                Isa::Amx => Isa::Avx512Vnni.available() && x86::amx_usable(),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -313,7 +328,7 @@ pub fn isa() -> Isa {
 }
 
 /// One micro-tile in plain Rust: the reference.
-fn tile_scalar(a: &[u8], a_stride: usize, mr: usize, panel: &[i8], depth: usize, tile: &mut [i32; MR * NR]) {
+fn tile_scalar(a: &[u8], a_stride: usize, mr: usize, panel: &[i8], depth: usize, tile: &mut [i32]) {
     for i in 0..mr {
         let row = &a[i * a_stride..][..depth];
         let out = &mut tile[i * NR..(i + 1) * NR];
@@ -510,29 +525,195 @@ mod x86 {
     }
     dispatch256!(tile_avxvnni, Vnni, "avx2,fma,avxvnni", 3);
     dispatch256!(tile_avx2, Avx2, "avx2,fma", 3);
+
+    /// Whether the CPU has AMX-TILE and AMX-INT8 and the OS lets this process fill the tiles.
+    /// Linux hands out the (8 KiB per thread) tile state only on request, once per process, to
+    /// every thread; elsewhere AMX is not used.
+    pub fn amx_usable() -> bool {
+        static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *USABLE.get_or_init(|| {
+            // CPUID leaf 7, EDX: bit 24 AMX-TILE, bit 25 AMX-INT8. (The intrinsics became safe
+            // functions in a recent Rust; the block keeps older compilers of our MSRV building.)
+            // SAFETY: every x86_64 CPU has CPUID, and leaf 7 is read only where leaf 0 lists it.
+            #[allow(unused_unsafe)]
+            let edx = unsafe {
+                if __cpuid(0).eax >= 7 {
+                    __cpuid_count(7, 0).edx
+                } else {
+                    0
+                }
+            };
+            edx & (1 << 24) != 0 && edx & (1 << 25) != 0 && request_tile_data()
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    fn request_tile_data() -> bool {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: this request takes no memory and only grants the process a register state; a
+        // kernel without AMX support answers with an error, which means "not usable".
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn request_tile_data() -> bool {
+        false
+    }
+
+    /// What `ldtilecfg` loads (palette 1): the shape of each tile register. tmm0-1 and tmm2-3
+    /// accumulate rows 0-15 and 16-31 of the block in i32, for two 16-column quarters of the panel;
+    /// tmm4-5 hold those rows' u8 activations for 64 inputs; tmm6-7 the two quarters' i8 weights
+    /// for the same inputs (16 groups of 4 inputs x 16 columns: the panel's own layout).
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        /// Bytes per row of each tile.
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    impl TileConfig {
+        /// `top` rows in the first half of the block (1..=16), `bottom` in the second (0..=16; 0
+        /// leaves its tiles unconfigured, and they must not be used).
+        fn new(top: usize, bottom: usize) -> Self {
+            let mut c =
+                TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
+            for (t, r) in
+                [(0, top), (1, top), (4, top), (2, bottom), (3, bottom), (5, bottom), (6, 16), (7, 16)]
+            {
+                c.rows[t] = r as u8;
+                c.colsb[t] = if r > 0 { 64 } else { 0 };
+            }
+            c
+        }
+    }
+
+    /// AMX: `mr <= AMX_ROWS` rows x 64 columns, one 32-column half at a time: per 64 inputs one or
+    /// two activation tiles, two weight tiles and two or four `tdpbusd`. `depth` must be a
+    /// multiple of 64.
+    // SAFETY: unsafe because it dereferences raw pointers and uses AMX: `mr` rows of `depth` bytes
+    // at `a` (stride `a_stride`), a panel of depth x NR bytes, a tile of mr x NR i32, and a CPU and
+    // OS with AMX enabled for this process (`amx_usable`).
+    pub unsafe fn tile_amx(
+        a: *const u8,
+        a_stride: usize,
+        mr: usize,
+        panel: *const i8,
+        depth: usize,
+        tile: *mut i32,
+    ) {
+        let (top, bottom) = (mr.min(16), mr.saturating_sub(16));
+        let config = TileConfig::new(top, bottom);
+        // SAFETY: the configuration is a valid palette-1 layout (16 rows at most, 64 bytes a row);
+        // the contract above covers the operands of `amx_half`; `tilerelease` returns the tiles to
+        // their initial state so that nothing of this block outlives the call.
+        unsafe {
+            std::arch::asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly));
+            for half in 0..2 {
+                let (b, out) = (panel.add(half * 32 * 4), tile.add(half * 32));
+                if bottom > 0 {
+                    amx_half::<true>(a, a_stride, b, depth, out);
+                } else {
+                    amx_half::<false>(a, a_stride, b, depth, out);
+                }
+            }
+            std::arch::asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+
+    /// One 32-column half: `b` points at its first column in the panel (rows of NR x 4 bytes),
+    /// `out` at its first column in the tile (rows of NR i32). Tiles configured by `tile_amx`.
+    // SAFETY: unsafe for the reasons of `tile_amx`, whose contract this is.
+    #[inline(always)]
+    unsafe fn amx_half<const BOTH: bool>(
+        a: *const u8,
+        a_stride: usize,
+        b: *const i8,
+        depth: usize,
+        out: *mut i32,
+    ) {
+        let b_stride = NR * 4;
+        // SAFETY: (whole body) every load reads 16 (or `top`/`bottom`) rows of 64 bytes inside
+        // the operands `tile_amx`'s caller guarantees; every store writes rows of 16 i32 inside
+        // the tile.
+        unsafe {
+            std::arch::asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+            if BOTH {
+                std::arch::asm!("tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            }
+            for g in (0..depth / 4).step_by(16) {
+                std::arch::asm!(
+                    "tileloadd tmm6, [{b} + {bs}*1]",
+                    "tileloadd tmm7, [{b} + {bs}*1 + 64]",
+                    "tileloadd tmm4, [{a} + {as}*1]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    a = in(reg) a.add(g * 4),
+                    b = in(reg) b.add(g * b_stride),
+                    as = in(reg) a_stride,
+                    bs = in(reg) b_stride,
+                    options(nostack, readonly),
+                );
+                if BOTH {
+                    std::arch::asm!(
+                        "tileloadd tmm5, [{a} + {as}*1]",
+                        "tdpbusd tmm2, tmm5, tmm6",
+                        "tdpbusd tmm3, tmm5, tmm7",
+                        a = in(reg) a.add(16 * a_stride + g * 4),
+                        as = in(reg) a_stride,
+                        options(nostack, readonly),
+                    );
+                }
+            }
+            let os = NR * 4;
+            std::arch::asm!(
+                "tilestored [{o} + {os}*1], tmm0",
+                "tilestored [{o} + {os}*1 + 64], tmm1",
+                o = in(reg) out,
+                os = in(reg) os,
+                options(nostack),
+            );
+            if BOTH {
+                std::arch::asm!(
+                    "tilestored [{o} + {os}*1], tmm2",
+                    "tilestored [{o} + {os}*1 + 64], tmm3",
+                    o = in(reg) out.add(16 * NR),
+                    os = in(reg) os,
+                    options(nostack),
+                );
+            }
+        }
+    }
 }
 
-/// `tile[i * NR + c] = sum_k a[i * a_stride + k] * w[k][c]` for `i < mr`, `c < NR`, with `w` the
-/// packed `panel` of `depth` inputs, on `isa` (which the CPU must have).
-pub fn kernel(
-    isa: Isa,
-    a: &[u8],
-    a_stride: usize,
-    mr: usize,
-    panel: &[i8],
-    depth: usize,
-    tile: &mut [i32; MR * NR],
-) {
-    assert!((1..=MR).contains(&mr) && depth.is_multiple_of(4), "tile of {mr} rows, depth {depth}");
+/// `tile[i * NR + c] = sum_k a[i * a_stride + k] * w[k][c]` for `i < mr <= isa.block_rows()`,
+/// `c < NR`, with `w` the packed `panel` of `depth` inputs, on `isa` (which the CPU must have).
+/// AMX needs a depth that is a multiple of 64; other depths run its AVX-512 VNNI fallback.
+pub fn kernel(isa: Isa, a: &[u8], a_stride: usize, mr: usize, panel: &[i8], depth: usize, tile: &mut [i32]) {
+    assert!(
+        (1..=isa.block_rows()).contains(&mr) && depth.is_multiple_of(4),
+        "tile of {mr} rows, depth {depth}"
+    );
     assert!(a.len() >= (mr - 1) * a_stride + depth && panel.len() >= depth * NR, "operands too short");
+    assert!(tile.len() >= mr * NR, "a tile of {mr} x {NR} i32");
     assert!(isa.available(), "{isa:?} on a CPU without it");
+    if isa == Isa::Amx && !depth.is_multiple_of(64) {
+        for (i, tile) in tile[..mr * NR].chunks_mut(MR * NR).enumerate() {
+            kernel(Isa::Avx512Vnni, &a[i * MR * a_stride..], a_stride, tile.len() / NR, panel, depth, tile);
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         let (a, panel, out) = (a.as_ptr(), panel.as_ptr(), tile.as_mut_ptr());
-        // SAFETY: the asserts above check the operand sizes and that the CPU has the features
-        // each kernel is compiled for.
+        // SAFETY: the asserts above check the operand sizes and that the CPU (and for AMX, the
+        // OS) has the features each kernel is compiled for.
         unsafe {
             match isa {
+                Isa::Amx => return x86::tile_amx(a, a_stride, mr, panel, depth, out),
                 Isa::Avx512Vnni => return x86::tile_avx512vnni(a, a_stride, mr, panel, depth, out),
                 Isa::AvxVnni => return x86::tile_avxvnni(a, a_stride, mr, panel, depth, out),
                 Isa::Avx2 => return x86::tile_avx2(a, a_stride, mr, panel, depth, out),
@@ -617,7 +798,7 @@ fn panel_task(
                 run
             }};
         }
-        if isa == Isa::Avx512Vnni && isa.available() {
+        if isa >= Isa::Avx512Vnni && isa.available() {
             // SAFETY: the CPU has AVX-512 F and BW, AVX2 and FMA (checked on the line above).
             let run = compiled_for!("avx512f,avx512bw,avx2,fma");
             return unsafe { run(isa, a, layer, p, rows, out, epilogue) };
@@ -646,34 +827,72 @@ fn panel_rows(
     let panel = layer.panel(p);
     let (scale, col_sum) = (&layer.scale[c0..c0 + width], &layer.col_sum[c0..c0 + width]);
     let bias = layer.bias.as_ref().map(|b| &b[c0..c0 + width]);
-    let mut tile = [0i32; MR * NR];
+    let mut tile = [0i32; AMX_ROWS * NR];
     let mut r = rows.start;
     while r < rows.end {
-        let mr = MR.min(rows.end - r);
+        let mr = isa.block_rows().min(rows.end - r);
         kernel(isa, &a.data[r * a.depth..], a.depth, mr, panel, a.depth, &mut tile);
         for i in 0..mr {
             let row = r + i;
-            let (s, z) = (a.scale[row], a.zero[row]);
             // SAFETY: row `row`, columns c0..c0+width of the rows x d_out output: this task's own
             // block, inside the buffer (`dense_rows` sized it).
             let y = unsafe { std::slice::from_raw_parts_mut(out.at(row * layer.d_out + c0), width) };
+            let residual = match epilogue {
+                Epilogue::Residual(res) => Some(&res[row * layer.d_out + c0..][..width]),
+                _ => None,
+            };
             let acc = &tile[i * NR..i * NR + width];
-            for (n, y) in y.iter_mut().enumerate() {
-                *y = (acc[n] - z * col_sum[n]) as f32 * (s * scale[n]);
-            }
-            if let Some(b) = bias {
-                y.iter_mut().zip(b).for_each(|(y, b)| *y += b);
-            }
-            match epilogue {
-                Epilogue::None => {}
-                Epilogue::Gelu => fast::gelu_in_place(y),
-                Epilogue::Residual(res) => {
-                    let res = &res[row * layer.d_out + c0..][..width];
-                    y.iter_mut().zip(res).for_each(|(y, r)| *y += r);
-                }
+            dequantize(acc, a.scale[row], a.zero[row], scale, col_sum, bias, residual, y);
+            if let Epilogue::Gelu = epilogue {
+                fast::gelu_in_place(y)
             }
         }
         r += mr;
+    }
+}
+
+/// `y = s s_n (acc - z colsum_n) + b_n (+ residual)`, computed in a local row and then copied: the
+/// compiler cannot tell that the output (made from a raw pointer) aliases none of the inputs, so
+/// written in place the loop ran scalar.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dequantize(
+    acc: &[i32],
+    s: f32,
+    z: i32,
+    scale: &[f32],
+    col_sum: &[i32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let n = y.len();
+    let mut row = [0f32; NR];
+    // Whole vectors of 16 (the loop over `0..n` kept a scalar tail of at least half the row).
+    let one = |i: usize| (acc[i] - z * col_sum[i]) as f32 * (s * scale[i]);
+    for (c, v) in row[..n].chunks_exact_mut(16).enumerate() {
+        let v: &mut [f32; 16] = v.try_into().expect("16");
+        let (acc, scale, col_sum): (&[i32; 16], &[f32; 16], &[i32; 16]) = (
+            acc[c * 16..][..16].try_into().expect("16"),
+            scale[c * 16..][..16].try_into().expect("16"),
+            col_sum[c * 16..][..16].try_into().expect("16"),
+        );
+        for i in 0..16 {
+            v[i] = (acc[i] - z * col_sum[i]) as f32 * (s * scale[i]);
+        }
+    }
+    for (i, v) in row.iter_mut().enumerate().take(n).skip(n / 16 * 16) {
+        *v = one(i);
+    }
+    if let Some(b) = bias {
+        row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+    }
+    if let Some(res) = residual {
+        row.iter_mut().zip(res).for_each(|(v, r)| *v += r);
+    }
+    match <&mut [f32; NR]>::try_from(&mut *y) {
+        Ok(y) => *y = row,
+        Err(_) => y.copy_from_slice(&row[..n]),
     }
 }
 

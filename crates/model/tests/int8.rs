@@ -7,7 +7,7 @@ use burn::backend::Flex;
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use deberta_model::int8::{
-    kernel, pack_panels, quantize_channel, quantize_row, Epilogue, Isa, PackedLinear, MR, NR,
+    kernel, pack_panels, quantize_channel, quantize_row, Epilogue, Isa, PackedLinear, AMX_ROWS, NR,
 };
 use deberta_model::{Batch, DebertaConfig, DebertaModel, Head};
 
@@ -32,11 +32,11 @@ fn isas() -> Vec<Isa> {
 }
 
 /// `tile` for `rows` of `a` (`[mr, depth]`) times `q` (`[depth, d_out]`), panel `p`, on `isa`.
-fn run_tile(isa: Isa, a: &[u8], mr: usize, q: &[i8], depth: usize, d_out: usize, p: usize) -> [i32; MR * NR] {
+fn run_tile(isa: Isa, a: &[u8], mr: usize, q: &[i8], depth: usize, d_out: usize, p: usize) -> Vec<i32> {
     let packed = pack_panels(q, depth, d_out);
     let panel = &packed[p * depth * NR..(p + 1) * depth * NR];
-    let mut tile = [7i32; MR * NR];
-    kernel(isa, a, depth, mr, panel, depth, &mut tile);
+    let mut tile = vec![7i32; mr * NR];
+    kernel(isa, &a[..mr * depth], depth, mr, panel, depth, &mut tile);
     tile
 }
 
@@ -71,24 +71,34 @@ fn kernels_give_hand_computed_sums() {
     }
 }
 
-/// Every row count 1..=MR, several panels, a deep input, full u8 / i8 ranges: each instruction set
-/// equals the i64 sum over the unpacked matrices exactly.
+/// Every row count a kernel takes (1..=MR, or 1..=AMX_ROWS for AMX: one or two tiles of rows),
+/// several panels, a deep input (a multiple of 64, which AMX needs) and one that is not, full u8 /
+/// i8 ranges: each instruction set equals the i64 sum over the unpacked matrices exactly.
 #[test]
 fn kernels_equal_exact_integer_sums() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let (depth, d_out) = (3072, 150);
-    let a: Vec<u8> = (0..MR * depth).map(|_| rng.next() as u8).collect();
-    let q: Vec<i8> = (0..depth * d_out).map(|_| rng.next() as i8).collect();
-    for isa in isas() {
-        for mr in 1..=MR {
-            for p in 0..d_out.div_ceil(NR) {
-                let tile = run_tile(isa, &a, mr, &q, depth, d_out, p);
-                for i in 0..mr {
-                    for c in 0..NR.min(d_out - p * NR) {
-                        let n = p * NR + c;
-                        let want: i64 =
-                            (0..depth).map(|k| a[i * depth + k] as i64 * q[k * d_out + n] as i64).sum();
-                        assert_eq!(tile[i * NR + c] as i64, want, "{isa:?}: {mr} rows, row {i}, column {n}");
+    for (depth, d_out) in [(3072, 150), (200, 70)] {
+        let a: Vec<u8> = (0..AMX_ROWS * depth).map(|_| rng.next() as u8).collect();
+        let q: Vec<i8> = (0..depth * d_out).map(|_| rng.next() as i8).collect();
+        let exact: Vec<i64> = (0..AMX_ROWS * d_out)
+            .map(|t| {
+                (0..depth).map(|k| a[t / d_out * depth + k] as i64 * q[k * d_out + t % d_out] as i64).sum()
+            })
+            .collect();
+        for isa in isas() {
+            for mr in 1..=isa.block_rows() {
+                for p in 0..d_out.div_ceil(NR) {
+                    let tile = run_tile(isa, &a, mr, &q, depth, d_out, p);
+                    for i in 0..mr {
+                        for c in 0..NR.min(d_out - p * NR) {
+                            let n = p * NR + c;
+                            let want = exact[i * d_out + n];
+                            assert_eq!(
+                                tile[i * NR + c] as i64,
+                                want,
+                                "{isa:?}: {mr} rows, row {i}, column {n}"
+                            );
+                        }
                     }
                 }
             }
@@ -127,8 +137,15 @@ fn activation_quantiser_matches_hand_derived_values() {
 /// bit for bit, and approximates the f32 product.
 #[test]
 fn dense_is_identical_across_instruction_sets() {
+    // 133 rows: a whole row chunk and a partial one, ending in a partial micro-tile; an input width
+    // that AMX takes (a multiple of 64) and one that it passes to its fallback.
+    for d_in in [200, 256] {
+        dense_matches_scalar(133, d_in, 130);
+    }
+}
+
+fn dense_matches_scalar(rows: usize, d_in: usize, d_out: usize) {
     let mut rng = Rng(42);
-    let (rows, d_in, d_out) = (133, 200, 130);
     let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.f32() * 0.1).collect();
     let bias: Vec<f32> = (0..d_out).map(|_| rng.f32()).collect();
     let x: Vec<f32> = (0..rows * d_in).map(|_| rng.f32() * 3.0).collect();
