@@ -197,8 +197,10 @@ impl<B: Backend> DebertaModel<B> {
 
     /// Runs the encoder and the head. Multiple choice takes `[B*C, L]` rows and `choices = C`.
     pub fn forward(&self, batch: &Batch<B>, choices: Option<usize>) -> ModelOutput<B> {
-        let encoder = self.deberta.forward(batch);
-        self.head_forward(encoder, choices)
+        crate::fast::on_workers::<B, _>(|| {
+            let encoder = self.deberta.forward(batch);
+            self.head_forward(encoder, choices)
+        })
     }
 
     /// The head on an encoder output (pre-training runs the encoder itself, for GDES).
