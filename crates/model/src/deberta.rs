@@ -100,7 +100,7 @@ pub struct LayerNorm<B: Backend> {
 
 impl<B: Backend> LayerNorm<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        if fast::fuses_layer_norm::<B>(x.dtype()) {
+        if fast::fuses_training_ops::<B>(x.dtype()) {
             return fast::layer_norm(x, self.gamma.val(), self.beta.val(), self.epsilon);
         }
         let (gamma, beta) =
@@ -116,6 +116,7 @@ pub(crate) fn dropout(p: f64) -> Dropout {
 
 pub fn activate<B: Backend, const D: usize>(act: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
     match act {
+        Activation::Gelu if fast::fuses_training_ops::<B>(x.dtype()) => crate::fast_grad::gelu(x),
         Activation::Gelu => activation::gelu(x),
         Activation::GeluTanh => activation::gelu_approximate(x),
         Activation::Relu => activation::relu(x),

@@ -75,13 +75,15 @@ pub fn fuses_attention<B: Backend>(dtype: DType) -> bool {
     (is_flex::<B>() || trains::<B>()) && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
 }
 
-/// Whether LayerNorm runs as one fused op with its own backward: on `Autodiff<Flex>`, where burn
-/// would decompose it into nine tracked ops (plain `Flex` has its own fused LayerNorm).
-pub fn fuses_layer_norm<B: Backend>(dtype: DType) -> bool {
+/// Whether LayerNorm and the exact GELU run as fused ops with their own backward: on
+/// `Autodiff<Flex>`, where burn would decompose LayerNorm into nine tracked ops (plain `Flex` has
+/// its own fused LayerNorm) and run GELU's `erf` through libm one element at a time on one thread,
+/// forward and backward.
+pub fn fuses_training_ops<B: Backend>(dtype: DType) -> bool {
     trains::<B>() && dtype == DType::F32 && ENABLED.load(Ordering::Relaxed)
 }
 
-/// [`crate::deberta::LayerNorm`] on `Autodiff<Flex>` (see [`fuses_layer_norm`]).
+/// [`crate::deberta::LayerNorm`] on `Autodiff<Flex>` (see [`fuses_training_ops`]).
 pub fn layer_norm<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     gamma: Tensor<B, 1>,
@@ -289,6 +291,18 @@ simd_dispatch! {
     /// AVX2+FMA.
     pub(crate) fn gelu_in_place(xs: &mut [f32]) {
         xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)));
+    }
+}
+
+simd_dispatch! {
+    /// The exact GELU's backward: `dx = dy (Phi(x) + x phi(x))`, with `Phi(x) = (1 + erf(x/sqrt
+    /// 2)) / 2` and `phi(x) = e^(-x^2/2) / sqrt(2 pi)`, over `x` and `dy` into `dy`.
+    pub(crate) fn gelu_backward_in_place(x: &[f32], dy: &mut [f32]) {
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        for (dy, &x) in dy.iter_mut().zip(x) {
+            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            *dy *= x.mul_add(INV_SQRT_2PI * exp(-0.5 * x * x), cdf);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Fused kernels for training on the CPU (`Autodiff<Flex>`), each registered as one node of
 //! burn's autograd graph with its own backward: the disentangled attention (the inference
-//! kernel's forward, which also keeps the softmax output) and LayerNorm (at the end of the file).
+//! kernel's forward, which also keeps the softmax output), LayerNorm and the exact GELU (at the
+//! end of the file).
 //! burn would otherwise record some twenty ops per attention and nine per LayerNorm, each a full
 //! pass over the activations on one thread with its own saved tensors.
 //!
@@ -353,6 +354,46 @@ impl Backward<Flex, 3> for FusedLayerNorm {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, grad);
             }
+        }
+    }
+}
+
+/// Elements per task of the GELU: fixed, so the split never depends on the thread count (each
+/// element's result does not either: the op is elementwise).
+const GELU_CHUNK: usize = 1 << 14;
+
+/// The exact GELU on `Autodiff<Flex>` as one graph node: chunks in parallel, the vectorised `erf`
+/// and `exp` of the inference kernels (within 1e-6 of libm), and its own backward. burn's runs
+/// libm's `erff` per element on one thread in the forward and again in the backward.
+pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let x = to_ad(x);
+    let xv = x.primitive.to_contiguous();
+    let mut out = xv.clone(); // copied on the first write (the input is kept for the backward)
+    out.storage_mut::<f32>().par_chunks_mut(GELU_CHUNK).for_each(crate::fast::gelu_in_place);
+    let out = match FusedGelu.prepare::<NoCheckpointing>([x.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(xv, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    from_ad(out)
+}
+
+#[derive(Debug)]
+struct FusedGelu;
+
+impl Backward<Flex, 1> for FusedGelu {
+    /// The input.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let mut dx = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let x: &[f32] = ops.state.storage();
+        dx.storage_mut::<f32>()
+            .par_chunks_mut(GELU_CHUNK)
+            .zip(x.par_chunks(GELU_CHUNK))
+            .for_each(|(dx, x)| crate::fast::gelu_backward_in_place(x, dx));
+        let [parent] = ops.parents;
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, dx);
         }
     }
 }
