@@ -48,6 +48,9 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> 
     if fast::applies::<B>(x.dtype()) {
         return fast::dense(layer, x, false);
     }
+    if fast::fuses_training_ops::<B>(x.dtype()) {
+        return crate::fast_grad::linear(layer, x);
+    }
     let dims = x.dims();
     let d_in = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();

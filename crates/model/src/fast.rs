@@ -16,6 +16,11 @@
 //!   registers its own backward as one graph node (`fast_grad.rs`).
 //! - [`layer_norm`] (training): burn's own LayerNorm is already fused on `Flex`, but decomposed
 //!   into nine tracked ops under autodiff; this is one node with its own backward.
+//! - The exact GELU and the Linear layer (training, `fast_grad::gelu` and `fast_grad::linear`):
+//!   one node each; GELU in parallel chunks with the vectorised `erf` (burn: libm per element on
+//!   one thread, forward and backward), the Linear as [`dense`]'s GEMM forward and three products
+//!   from the saved operands' strides backward (burn: transposed copies, and the bias gradient
+//!   summed on one thread).
 //!
 //! All are selected at run time by type (`B == Flex` or `Autodiff<Flex>`), so model code stays
 //! generic. They are tested against the generic path (tests/fast.rs for values, tests/fast_grad.rs
@@ -316,6 +321,29 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gel
     let x = to_flex(x.reshape([rows, d_in]));
     let w = to_flex(layer.weight.val());
     let bias = layer.bias.as_ref().map(|b| to_flex(b.val()).to_contiguous());
+    let out = dense_values(&x, &w, bias.as_ref(), gelu_act);
+    let mut out_dims = dims;
+    out_dims[D - 1] = out.layout().shape()[1];
+    from_flex::<B, 2>(out).reshape(out_dims)
+}
+
+/// `0..n` as one block of columns per worker (at least 64 wide, whole vectors of 16): `(start,
+/// width)`.
+pub(crate) fn column_blocks(n: usize) -> impl ParallelIterator<Item = (usize, usize)> {
+    let blocks = rayon::current_num_threads().clamp(1, n.div_ceil(64).max(1));
+    let width = n.div_ceil(blocks).next_multiple_of(16).min(n).max(1);
+    (0..n.div_ceil(width)).into_par_iter().map(move |b| (b * width, width.min(n - b * width)))
+}
+
+/// [`dense`] on values: `x` `[rows, d_in]` and `w` `[d_in, d_out]` (any strides), `bias`
+/// contiguous `[d_out]`; returns the contiguous `[rows, d_out]` output.
+pub(crate) fn dense_values(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    gelu_act: bool,
+) -> FlexTensor {
+    let (rows, d_in) = (x.layout().shape()[0], x.layout().shape()[1]);
     let d_out = w.layout().shape()[1];
 
     // The output is written once, by the blocks: each preloads its bias columns and accumulates
@@ -323,15 +351,11 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gel
     let len = rows * d_out;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let dst = Out(out.spare_capacity_mut().as_mut_ptr().cast::<f32>());
-    let bias: Option<&[f32]> = bias.as_ref().map(|b| b.storage());
-    let (xv, wv) = (view2(&x), view2(&w));
+    let bias: Option<&[f32]> = bias.map(|b| b.storage());
+    let (xv, wv) = (view2(x), view2(w));
     // Column blocks, one per worker: each packs only its slice of W, and all rows share A's
     // packing order, which suits both a 128-row single sequence and 1024-row batches.
-    let blocks = rayon::current_num_threads().clamp(1, d_out.div_ceil(64).max(1));
-    let width = d_out.div_ceil(blocks).next_multiple_of(16).min(d_out);
-    (0..d_out.div_ceil(width)).into_par_iter().for_each(|blk| {
-        let c0 = blk * width;
-        let cw = width.min(d_out - c0);
+    column_blocks(d_out).for_each(|(c0, cw)| {
         // SAFETY: block `blk` writes columns c0..c0+cw of the rows x d_out output only (every
         // element of them: the bias, then the product onto it, or the product alone), and reads
         // x (rows x d_in) and W's columns c0..c0+cw, all inside their buffers.
@@ -361,10 +385,7 @@ pub fn dense<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>, gel
     });
     // SAFETY: the blocks cover all d_out columns of every row, and each wrote all its elements.
     unsafe { out.set_len(len) };
-    let out = FlexTensor::from_data(TensorData::new(out, [rows, d_out]));
-    let mut out_dims = dims;
-    out_dims[D - 1] = d_out;
-    from_flex::<B, 2>(out).reshape(out_dims)
+    FlexTensor::from_data(TensorData::new(out, [rows, d_out]))
 }
 
 /// Whether [`dense`] can fuse `act`.

@@ -1,7 +1,7 @@
 //! Fused kernels for training on the CPU (`Autodiff<Flex>`), each registered as one node of
 //! burn's autograd graph with its own backward: the disentangled attention (the inference
-//! kernel's forward, which also keeps the softmax output), LayerNorm and the exact GELU (at the
-//! end of the file).
+//! kernel's forward, which also keeps the softmax output), LayerNorm, the exact GELU and the
+//! Linear layer (at the end of the file).
 //! burn would otherwise record some twenty ops per attention and nine per LayerNorm, each a full
 //! pass over the activations on one thread with its own saved tensors.
 //!
@@ -19,7 +19,7 @@
 //! tests/fast_grad.rs compares every parameter's gradient with burn's autodiff of the generic
 //! path.
 
-use crate::fast::{gemm, rel_head, AttentionInputs, Out};
+use crate::fast::{column_blocks, gemm, rel_head, AttentionInputs, Out};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -394,6 +394,96 @@ impl Backward<Flex, 1> for FusedGelu {
         let [parent] = ops.parents;
         if let Some(node) = parent {
             grads.register::<Flex>(node.id, dx);
+        }
+    }
+}
+
+/// `x W + b` over the last dimension on `Autodiff<Flex>` as one graph node: the inference GEMM
+/// (column blocks per worker, the bias preloaded into the output) forward, and three products
+/// straight from the saved operands' strides backward. burn records a matmul and a broadcast add,
+/// whose backward copies the transposed operands and sums the bias gradient on one thread.
+pub(crate) fn linear<B: Backend, const D: usize>(
+    layer: &burn::nn::Linear<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let dims = x.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    let x = to_ad(x.reshape([rows, dims[D - 1]]));
+    let w = to_ad(layer.weight.val());
+    let b = layer.bias.as_ref().map(|b| to_ad(b.val()));
+    let bias = b.as_ref().map(|b| b.primitive.to_contiguous());
+    let out = crate::fast::dense_values(&x.primitive, &w.primitive, bias.as_ref(), false);
+    let d_out = out.layout().shape()[1];
+    let state = LinearState { x: x.primitive.clone(), w: w.primitive.clone(), bias: b.is_some() };
+    // An absent bias is an untracked leaf: it gets no gradient.
+    let b = b.unwrap_or_else(|| AdTensor::new(FlexTensor::empty([0].into(), DType::F32)));
+    let out =
+        match FusedLinear.prepare::<NoCheckpointing>([x.node, w.node, b.node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(state, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+    let mut out_dims = dims;
+    out_dims[D - 1] = d_out;
+    from_ad::<B, 2>(out).reshape(out_dims)
+}
+
+#[derive(Debug)]
+struct FusedLinear;
+
+#[derive(Debug, Clone)]
+struct LinearState {
+    /// `[rows, d_in]` and `[d_in, d_out]`, any strides.
+    x: FlexTensor,
+    w: FlexTensor,
+    bias: bool,
+}
+
+impl Backward<Flex, 3> for FusedLinear {
+    type State = LinearState;
+
+    /// `dx = dy W^T`, `dW = x^T dy`, `db = sum over rows of dy`, each output split into column
+    /// blocks per worker (every element is one product over the same operands in the same order,
+    /// whatever the split).
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let LinearState { x, w, bias } = ops.state;
+        let ([rows, d_in], d_out) = ([x.layout().shape()[0], x.layout().shape()[1]], w.layout().shape()[1]);
+        let strides = |t: &FlexTensor| {
+            let s = t.layout().strides();
+            (s[0], s[1])
+        };
+        let ((xr, xc), (wr, wc)) = (strides(&x), strides(&w));
+        let (xd, wd): (&[f32], &[f32]) =
+            (&x.storage()[x.layout().start_offset()..], &w.storage()[w.layout().start_offset()..]);
+        let dyd: &[f32] = dy.storage();
+        let shapes = [vec![rows, d_in], vec![d_in, d_out], vec![if bias { d_out } else { 0 }]];
+        let [mut dx, mut dw, mut db] = shapes.map(|shape| FlexTensor::empty(shape.into(), DType::F32));
+        let ptr = |t: &mut FlexTensor| Out(t.storage_mut::<f32>().as_mut_ptr());
+        let (dxp, dwp, dbp) = (ptr(&mut dx), ptr(&mut dw), ptr(&mut db));
+        let dy_rs = d_out as isize;
+        // SAFETY: (all three blocks) every task writes only its own columns of one gradient, all
+        // of them, and reads the saved operands and `dy` inside their buffers.
+        column_blocks(d_in).for_each(|(c0, cw)| unsafe {
+            // dx[:, c0..] = dy (rows x d_out) . W^T[:, c0..] (element (j, i) = W[c0 + i, j]).
+            let wt = wd.as_ptr().offset(c0 as isize * wr);
+            gemm((rows, cw, d_out), dxp.at(c0), d_in as isize, false, dyd.as_ptr(), (dy_rs, 1), wt, (wc, wr));
+        });
+        column_blocks(d_out).for_each(|(c0, cw)| unsafe {
+            // dW[:, c0..] = x^T (d_in x rows, element (i, r) = x[r, i]) . dy[:, c0..].
+            let dy = dyd.as_ptr().add(c0);
+            gemm((d_in, cw, rows), dwp.at(c0), d_out as isize, false, xd.as_ptr(), (xc, xr), dy, (dy_rs, 1));
+            if bias {
+                let db = std::slice::from_raw_parts_mut(dbp.at(c0), cw);
+                db.copy_from_slice(&dyd[c0..c0 + cw]);
+                for r in 1..rows {
+                    db.iter_mut().zip(&dyd[r * d_out + c0..][..cw]).for_each(|(a, g)| *a += g);
+                }
+            }
+        });
+        for (parent, grad) in ops.parents.into_iter().zip([dx, dw, db]) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, grad);
+            }
         }
     }
 }
