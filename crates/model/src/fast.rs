@@ -162,8 +162,8 @@ fn view2(t: &FlexTensor) -> View<'_> {
 #[derive(Clone, Copy)]
 pub(crate) struct Out(pub(crate) *mut f32);
 // SAFETY: every task that holds an `Out` writes only its own disjoint region of the buffer
-// (a column block of a Linear output, or one (sequence, head) slice of attention), and the
-// buffer outlives the parallel loop that shares the pointer.
+// (a column block of a Linear output or of a Linear's gradient, or one (sequence, head) slice of
+// attention), and the buffer outlives the parallel loop that shares the pointer.
 unsafe impl Send for Out {}
 // SAFETY: as for `Send`: no two tasks touch the same element, so shared access cannot race.
 unsafe impl Sync for Out {}
