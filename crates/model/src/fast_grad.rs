@@ -456,10 +456,11 @@ impl Backward<Flex, 3> for FusedLinear {
         let (xd, wd): (&[f32], &[f32]) =
             (&x.storage()[x.layout().start_offset()..], &w.storage()[w.layout().start_offset()..]);
         let dyd: &[f32] = dy.storage();
+        // Left uninitialised: the blocks below write every element (zeroing them first was a
+        // memset of every weight's size per step).
         let shapes = [vec![rows, d_in], vec![d_in, d_out], vec![if bias { d_out } else { 0 }]];
-        let [mut dx, mut dw, mut db] = shapes.map(|shape| FlexTensor::empty(shape.into(), DType::F32));
-        let ptr = |t: &mut FlexTensor| Out(t.storage_mut::<f32>().as_mut_ptr());
-        let (dxp, dwp, dbp) = (ptr(&mut dx), ptr(&mut dw), ptr(&mut db));
+        let mut bufs = shapes.clone().map(|shape| Vec::<f32>::with_capacity(shape.iter().product()));
+        let [dxp, dwp, dbp] = bufs.each_mut().map(|b| Out(b.spare_capacity_mut().as_mut_ptr().cast::<f32>()));
         let dy_rs = d_out as isize;
         // SAFETY: (all three blocks) every task writes only its own columns of one gradient, all
         // of them, and reads the saved operands and `dy` inside their buffers.
@@ -480,7 +481,13 @@ impl Backward<Flex, 3> for FusedLinear {
                 }
             }
         });
-        for (parent, grad) in ops.parents.into_iter().zip([dx, dw, db]) {
+        let grads_of = bufs.into_iter().zip(shapes).map(|(mut b, shape)| {
+            // SAFETY: the blocks above wrote all elements of every buffer (its shape's product,
+            // which `with_capacity` reserved).
+            unsafe { b.set_len(shape.iter().product()) };
+            FlexTensor::from_data(TensorData::new(b, shape))
+        });
+        for (parent, grad) in ops.parents.into_iter().zip(grads_of) {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, grad);
             }
